@@ -1,0 +1,3 @@
+//! # liftbridge-proto
+//!
+//! The wire contract (being written).
