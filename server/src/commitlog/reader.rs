@@ -191,12 +191,22 @@ impl Reader {
                     Step::Next
                 }
             };
-            pos = if pos == u64::MAX {
-                visit_from_index(seg, from, len, chunk, &mut visitor)?
+            let visited = if pos == u64::MAX {
+                visit_from_index(seg, from, len, chunk, &mut visitor)
             } else if pos < len {
-                seg.visit(pos, len, chunk, &mut visitor)?
+                seg.visit(pos, len, chunk, &mut visitor)
             } else {
-                pos
+                Ok(pos)
+            };
+            pos = match visited {
+                Ok(p) => p,
+                // Return the valid records before the damage; the next call reports it.
+                Err(e) if e.is_corruption() && !out.is_empty() => {
+                    self.cursor = None;
+                    self.next_offset = next;
+                    return Ok(out);
+                }
+                Err(e) => return Err(e),
             };
             if done || idx + 1 >= snap.len() {
                 break;
