@@ -62,6 +62,9 @@ impl KeyHasher {
     }
 }
 
+/// Decides whether a record (buffer, position in it, offset, layout) survives compaction.
+type KeepFn<'a> = dyn Fn(&[u8], usize, u64, &super::record::BodyLayout) -> bool + 'a;
+
 /// A rewritten segment waiting to be swapped in.
 struct Rewrite {
     old: Arc<Segment>,
@@ -247,11 +250,7 @@ pub(crate) fn compact(inner: &LogInner, hw: i64) -> Result<CompactionReport> {
 }
 
 /// Writes the surviving records of `seg` into `.cleaned` files (fsynced) and builds their index.
-fn rewrite_segment(
-    inner: &LogInner,
-    seg: &Arc<Segment>,
-    keep: &dyn Fn(&[u8], usize, u64, &super::record::BodyLayout) -> bool,
-) -> Result<Rewrite> {
+fn rewrite_segment(inner: &LogInner, seg: &Arc<Segment>, keep: &KeepFn<'_>) -> Result<Rewrite> {
     let tmp = cleaned_paths(&seg.paths);
     remove_tmp(&tmp);
     let result = (|| -> Result<Rewrite> {

@@ -18,7 +18,7 @@
 //! - [`leader_epoch`]: the KIP-101 leader-epoch cache.
 //! - [`file`]: the [`LogFile`]/[`Storage`] seam every segment byte goes through.
 //! - [`testing`]: [`FaultyStorage`](testing::FaultyStorage), failing writes, truncations and fsyncs on demand.
-//! - [`error`]: [`LogError`].
+//! - [`error`]: [`LogError`], the typed errors.
 //!
 //! # Concurrency
 //!
@@ -28,6 +28,7 @@
 //! readers never read beyond that. Async readers wait on a [`tokio::sync::watch`] channel of [`LogPosition`].
 //!
 //! The on-disk format is documented in `docs/storage.md`.
+#![deny(missing_docs)]
 
 pub mod compaction;
 pub mod config;

@@ -158,8 +158,7 @@ impl Reader {
         };
         let mut used = 0usize;
         let mut next = self.next_offset;
-        loop {
-            let Some(seg) = snap.get(idx) else { break };
+        while let Some(seg) = snap.get(idx) {
             let len = seg.len();
             let mut done = false;
             let from = next;
@@ -267,8 +266,7 @@ impl ReverseReader {
         let mut idx = locate(&snap, upper);
         let mut used = 0usize;
         let mut exhausted = false;
-        'segments: loop {
-            let Some(seg) = snap.get(idx) else { break };
+        'segments: while let Some(seg) = snap.get(idx) {
             let len = seg.len();
             // Byte range of records <= upper: up to the first index entry beyond `upper`.
             let rel_upper = upper - seg.base;

@@ -208,11 +208,11 @@ impl BodyLayout {
     }
 }
 
+/// Byte range of an optional field (`None` = length -1).
+type FieldRange = Option<(usize, usize)>;
+
 /// Parses an optional `i32`-length-prefixed field at `at`; returns its range and the next position.
-fn opt_field(
-    body: &[u8],
-    at: usize,
-) -> std::result::Result<(Option<(usize, usize)>, usize), &'static str> {
+fn opt_field(body: &[u8], at: usize) -> std::result::Result<(FieldRange, usize), &'static str> {
     if at + 4 > body.len() {
         return Err("length field past end of body");
     }

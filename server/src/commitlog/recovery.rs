@@ -521,11 +521,7 @@ fn recover_segment(
             .last()
             .copied()
             .unwrap_or(OffsetEntry { rel: 0, pos: 0 });
-        let prior_time = existing
-            .times
-            .iter()
-            .filter(|t| t.rel <= from.rel)
-            .next_back();
+        let prior_time = existing.times.iter().rfind(|t| t.rel <= from.rel);
         let builder = IndexBuilder::resume(
             interval,
             &existing,

@@ -710,8 +710,7 @@ fn find_cut(seg: &Segment, offset: u64) -> Result<CutPoint> {
         let t = idx
             .times
             .iter()
-            .filter(|t| u64::from(t.rel) < offset - seg.base)
-            .next_back()
+            .rfind(|t| u64::from(t.rel) < offset - seg.base)
             .copied();
         (start, t.map_or(i64::MIN, |t| t.ts), t.map_or(0, |t| t.rel))
     };

@@ -1,0 +1,330 @@
+//! Commit log: sync policies, group commit, and failed writes (fault injection).
+
+mod commitlog_util;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commitlog_util::*;
+use liftbridge_server::commitlog::testing::{FaultTarget, FaultyStorage};
+use liftbridge_server::commitlog::{
+    Log, LogConfig, LogError, NewRecord, RecoveryReport, SyncPolicy,
+};
+
+fn open_faulty(dir: &std::path::Path, cfg: LogConfig) -> (Log, FaultyStorage, RecoveryReport) {
+    let faults = FaultyStorage::new();
+    let (log, report) = Log::open_with_storage(dir, cfg, Arc::new(faults.clone())).unwrap();
+    (log, faults, report)
+}
+
+#[test]
+fn sync_always_fsyncs_every_batch_before_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Always,
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    let before = faults.syncs();
+    for i in 0..20 {
+        let info = log.append(1, &[rec(i)]).unwrap();
+        assert!(info.synced);
+        let s = log.stats();
+        assert_eq!(
+            s.synced_bytes, s.written_bytes,
+            "durable before append returned"
+        );
+    }
+    assert!(
+        faults.syncs() - before >= 20,
+        "one fsync per sequential batch"
+    );
+}
+
+#[test]
+fn sync_never_only_fsyncs_on_roll_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(
+        dir.path(),
+        LogConfig {
+            segment_max_bytes: 1 << 20,
+            ..small()
+        },
+    );
+    let before = faults.syncs();
+    for i in 0..50 {
+        assert!(!log.append(1, &[rec(i)]).unwrap().synced);
+    }
+    assert_eq!(faults.syncs(), before);
+    assert!(log.stats().synced_bytes < log.stats().written_bytes);
+    log.close().unwrap();
+    assert!(faults.syncs() > before);
+    assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
+    // Rolls fsync the sealed segment.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(dir.path(), small());
+    let before = faults.syncs();
+    fill(&log, 0, 200, 10);
+    assert!(log.stats().rolls > 0);
+    assert!(faults.syncs() - before >= log.stats().rolls);
+}
+
+#[test]
+fn sync_interval_fsyncs_when_due_and_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Interval(Duration::from_secs(3600)),
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    let before = faults.syncs();
+    log.append(1, &[rec(0)]).unwrap();
+    assert!(!log.sync_if_due().unwrap(), "an hour has not passed");
+    assert_eq!(faults.syncs(), before);
+    log.sync().unwrap();
+    assert_eq!(faults.syncs(), before + 1);
+    assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
+    // Already durable: another sync is free.
+    log.sync().unwrap();
+    assert_eq!(faults.syncs(), before + 1);
+    drop(log);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Interval(Duration::from_nanos(1)),
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    let before = faults.syncs();
+    assert!(
+        log.append(1, &[rec(0)]).unwrap().synced,
+        "the interval elapsed: synced on append"
+    );
+    assert!(faults.syncs() > before);
+    assert!(!log.sync_if_due().unwrap(), "nothing new to sync");
+    log.append(1, &[rec(1)]).unwrap();
+    let s = log.stats();
+    assert_eq!(s.synced_bytes, s.written_bytes);
+}
+
+#[test]
+fn group_commit_with_concurrent_appenders() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Always,
+        segment_max_bytes: 64 * 1024,
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    const THREADS: u64 = 4;
+    const PER: u64 = 150;
+    let before = faults.syncs();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..PER {
+                    let value = format!("t{t}-{i}");
+                    let info = log
+                        .append(1, &[NewRecord::new(i as i64, value.clone())])
+                        .unwrap();
+                    assert!(info.synced);
+                    // Durable when append returns: the synced mark covers this batch.
+                    let s = log.stats();
+                    assert!(s.synced_bytes >= s.written_bytes.min(s.synced_bytes));
+                    mine.push((info.first_offset, value));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut expected: Vec<(u64, String)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    expected.sort();
+    // Contiguous offsets, every record where its appender was told it is.
+    assert_eq!(
+        expected.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (0..THREADS * PER).collect::<Vec<_>>()
+    );
+    let all = read_all(&log);
+    assert_eq!(all.len() as u64, THREADS * PER);
+    for (r, (o, v)) in all.iter().zip(&expected) {
+        assert_eq!(r.offset, *o);
+        assert_eq!(r.value.as_deref(), Some(v.as_bytes()));
+    }
+    let stats = log.stats();
+    assert_eq!(stats.synced_bytes, stats.written_bytes);
+    let fsyncs = faults.syncs() - before;
+    assert!(
+        fsyncs < THREADS * PER,
+        "group commit shares fsyncs: {fsyncs} for {} appends",
+        THREADS * PER
+    );
+    eprintln!(
+        "group commit: {fsyncs} fsyncs for {} appends",
+        THREADS * PER
+    );
+}
+
+#[test]
+fn a_failed_write_is_rolled_back_and_the_log_stays_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(
+        dir.path(),
+        LogConfig {
+            segment_max_bytes: 1 << 20,
+            ..small()
+        },
+    );
+    fill(&log, 0, 20, 5);
+    let seg = log.segments()[0].clone();
+    // Disk full in the middle of the next batch: its prefix reaches the file, then the write fails.
+    faults.fail_writes_after(100);
+    let batch: Vec<_> = (20..30).map(rec).collect();
+    match log.append(1, &batch) {
+        Err(LogError::Io { op, path, .. }) => {
+            assert_eq!(op, "write segment");
+            assert_eq!(path, seg.path);
+        }
+        other => panic!("expected a write error, got {other:?}"),
+    }
+    assert!(faults.injected() > 0);
+    assert!(!log.is_failed());
+    assert_eq!(log.end_offset(), 20);
+    assert_eq!(
+        std::fs::metadata(&seg.path).unwrap().len(),
+        seg.size_bytes,
+        "partial write rolled back"
+    );
+    assert_eq!(offsets(&read_all(&log)), (0..20).collect::<Vec<_>>());
+    // Still full: fails again, still consistent.
+    assert!(log.append(1, &batch).is_err());
+    assert_eq!(log.end_offset(), 20);
+    // Space is back: the same offsets are assigned.
+    faults.heal();
+    assert_eq!(log.append(1, &batch).unwrap().first_offset, 20);
+    fill(&log, 30, 40, 5);
+    let all = read_all(&log);
+    assert_eq!(offsets(&all), (0..40).collect::<Vec<_>>());
+    all.iter().for_each(|r| check(r, 20));
+    drop(log);
+    let (log, report) = open(dir.path(), small());
+    assert!(report.found_no_damage(), "{report:?}");
+    assert_eq!(offsets(&read_all(&log)), (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_write_that_cannot_be_rolled_back_fails_the_log_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(
+        dir.path(),
+        LogConfig {
+            segment_max_bytes: 1 << 20,
+            ..small()
+        },
+    );
+    fill(&log, 0, 20, 5);
+    faults.fail_writes_after(100);
+    faults.fail_set_len(true);
+    let batch: Vec<_> = (20..30).map(rec).collect();
+    assert!(matches!(log.append(1, &batch), Err(LogError::Io { .. })));
+    assert!(log.is_failed());
+    faults.heal();
+    // Refuses appends even though the disk is fine now; readers still see exactly the good records.
+    assert!(matches!(
+        log.append(1, &batch),
+        Err(LogError::Failed { .. })
+    ));
+    assert!(matches!(log.truncate(5), Err(LogError::Failed { .. })));
+    assert_eq!(offsets(&read_all(&log)), (0..20).collect::<Vec<_>>());
+    log.close().unwrap_or(());
+    drop(log);
+    assert!(
+        !dir.path().join("clean-shutdown").exists(),
+        "a failed log never claims a clean shutdown"
+    );
+    // Reopening recovers: the torn part of the failed batch's 100-byte prefix is cut. A record of the
+    // failed (never acknowledged) batch that was completely written before the failure is valid and kept,
+    // like any unacknowledged write that reached the disk.
+    let (log, report) = open(dir.path(), small());
+    let first = rec(20).encoded_len().unwrap() as u64;
+    assert!(first < 100 && first + rec(21).encoded_len().unwrap() as u64 > 100);
+    assert_eq!(report.truncated_segments.len(), 1, "{report:?}");
+    assert_eq!(report.truncated_segments[0].first_lost_offset, 21);
+    assert_eq!(report.truncated_segments[0].bytes_removed, 100 - first);
+    assert_eq!(offsets(&read_all(&log)), (0..21).collect::<Vec<_>>());
+    assert_eq!(log.append(1, &batch[1..]).unwrap().first_offset, 21);
+}
+
+#[test]
+fn a_failed_fsync_fails_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Always,
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    fill(&log, 0, 10, 5);
+    faults.fail_sync(true);
+    match log.append(1, &[rec(10)]) {
+        Err(LogError::Io {
+            op: "fsync segment",
+            ..
+        }) => {}
+        other => panic!("expected an fsync error, got {other:?}"),
+    }
+    assert!(log.is_failed());
+    faults.heal();
+    assert!(matches!(
+        log.append(1, &[rec(11)]),
+        Err(LogError::Failed { .. })
+    ));
+    drop(log);
+    let (log, _) = open(dir.path(), small());
+    // The record whose fsync failed may or may not have survived; everything acknowledged did.
+    let got = offsets(&read_all(&log));
+    assert!(
+        got == (0..10).collect::<Vec<_>>() || got == (0..11).collect::<Vec<_>>(),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn nth_write_failure_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(dir.path(), small());
+    fill(&log, 0, 10, 5);
+    faults.fail_nth_write(1);
+    assert!(log.append(1, &[rec(10)]).is_err());
+    assert_eq!(log.append(1, &[rec(10)]).unwrap().first_offset, 10);
+    assert_eq!(offsets(&read_all(&log)), (0..11).collect::<Vec<_>>());
+}
+
+#[test]
+fn index_write_failures_do_not_fail_appends_but_force_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(dir.path(), small());
+    faults.target(FaultTarget::Indexes);
+    faults.fail_writes_after(0);
+    fill(&log, 0, 300, 10);
+    assert!(faults.injected() > 0);
+    assert!(!log.is_failed());
+    assert_eq!(offsets(&read_all(&log)), (0..300).collect::<Vec<_>>());
+    log.close().unwrap();
+    drop(log);
+    assert!(
+        !dir.path().join("clean-shutdown").exists(),
+        "indexes are incomplete: no clean marker"
+    );
+    let (log, report) = open(dir.path(), small());
+    assert!(!report.clean_shutdown);
+    assert!(!report.index_repairs.is_empty());
+    assert_eq!(offsets(&read_all(&log)), (0..300).collect::<Vec<_>>());
+    assert_eq!(
+        log.offset_for_timestamp(rec(123).timestamp_ns).unwrap(),
+        Some(123)
+    );
+}
