@@ -5,8 +5,15 @@
 //! - [`bus`]: every use of NATS, behind one trait (`async-nats` to real servers; the embedded broker later).
 //! - [`metadata`]: streams, partitions and flags; a state machine behind one handle (single node today).
 //! - [`config`]: `liftbridge.yaml` keys, flags and environment overrides, with Liftbridge's defaults.
-#![allow(missing_docs)]
+//! - [`partition`]: one actor per led partition (NATS in, batched appends, acks out) and their manager.
+//! - [`api`]: the gRPC `proto.API` service.
+//! - [`server`]: wiring and lifecycle (`Server::run(listener, config, shutdown)`); [`signal`], [`logging`].
+pub mod api;
 pub mod bus;
 pub mod commitlog;
 pub mod config;
+pub mod logging;
 pub mod metadata;
+pub mod partition;
+pub mod server;
+pub mod signal;

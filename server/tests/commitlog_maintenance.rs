@@ -273,7 +273,7 @@ fn retention_by_age_uses_the_newest_timestamp_of_each_segment() {
 /// A record for the compaction tests: key `k<i % 7>` except every 5th record, which is unkeyed.
 fn keyed(i: u64) -> NewRecord {
     let r = rec(i);
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         r
     } else {
         r.with_key(format!("k{}", i % 7))

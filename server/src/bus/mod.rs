@@ -142,7 +142,8 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<BusMessage, BusError>>;
 
-    /// Waits until everything published so far has been handed to NATS.
+    /// Waits until NATS has processed everything sent so far (a round trip): subscriptions made before the call
+    /// are in effect, and messages published before it have reached the server.
     fn flush(&self) -> BoxFuture<'_, Result<(), BusError>>;
 
     /// A fresh, unique inbox subject for replies and acks.

@@ -194,7 +194,24 @@ impl Bus for NatsBus {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), BusError>> {
-        Box::pin(async move { self.client.flush().await.map_err(other) })
+        Box::pin(async move {
+            self.client.flush().await.map_err(other)?;
+            // async-nats' flush only empties the socket buffer. A request to a fresh inbox nobody listens on
+            // comes back as "no responders" after the server has processed everything sent before it, so
+            // subscriptions made before this call are in effect when it returns.
+            let probe = self.client.new_inbox();
+            let request = async_nats::Request::new().timeout(Some(Duration::from_secs(5)));
+            match self.client.send_request(probe, request).await {
+                Ok(_) => Ok(()),
+                Err(e) => match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => Ok(()),
+                    async_nats::RequestErrorKind::TimedOut => Err(BusError::Unavailable(
+                        "NATS did not answer a flush round trip in 5 s".into(),
+                    )),
+                    _ => Err(other(e)),
+                },
+            }
+        })
     }
 
     fn new_inbox(&self) -> String {

@@ -112,8 +112,9 @@ impl Metadata {
         self.inner.changes.subscribe()
     }
 
-    /// Applies `op`, persists the new state, then notifies watchers. On any error nothing changes.
-    pub async fn propose(&self, op: Op) -> Result<(), MetadataError> {
+    /// Applies `op`, persists the new state, then notifies watchers. Returns the index of the applied op. On any
+    /// error nothing changes.
+    pub async fn propose(&self, op: Op) -> Result<u64, MetadataError> {
         let _guard = self.inner.write_lock.lock().await;
         let mut next = (**self.inner.state.read()).clone();
         next.apply(op, now_ns())?;
@@ -127,7 +128,7 @@ impl Metadata {
         let index = next.index;
         *self.inner.state.write() = Arc::new(next);
         self.inner.changes.send_replace(index);
-        Ok(())
+        Ok(index)
     }
 }
 

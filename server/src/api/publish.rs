@@ -1,0 +1,361 @@
+//! Publish, PublishAsync and PublishToSubject.
+//!
+//! Every gRPC publish goes out on NATS as a `Message` envelope, exactly like a NATS client using the envelope
+//! would publish it: plain NATS subscribers on the subject see it, and every stream attached to the subject
+//! records it. The ack comes back on an inbox from the [`AckRouter`](super::AckRouter).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use liftbridge_proto::{envelope, pb};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::{ApiContext, PUBLISH_ASYNC_DRAIN, ResponseStream, admin, status};
+use crate::bus::validate_subject;
+use crate::metadata::state::partition_subject;
+use crate::partition::manager::Unserved;
+
+/// Why a publish was refused before reaching NATS; becomes a gRPC status or a `PublishAsyncError`.
+#[derive(Debug)]
+struct Refusal {
+    code: pb::publish_async_error::Code,
+    status: Status,
+}
+
+impl Refusal {
+    fn new(code: pb::publish_async_error::Code, status: Status) -> Self {
+        Refusal { code, status }
+    }
+}
+
+/// Checks a publish against the stream and partition, resuming a paused partition, and returns the subject to
+/// publish to.
+async fn prepare(ctx: &ApiContext, req: &pb::PublishRequest) -> Result<String, Refusal> {
+    use pb::publish_async_error::Code;
+    if req.stream.is_empty() {
+        return Err(Refusal::new(
+            Code::BadRequest,
+            Status::invalid_argument("No stream provided"),
+        ));
+    }
+    let Some(stream) = ctx.metadata.stream(&req.stream) else {
+        return Err(Refusal::new(
+            Code::NotFound,
+            status::no_such_stream(&req.stream),
+        ));
+    };
+    let Some(partition) = stream.partition(req.partition) else {
+        return Err(Refusal::new(
+            Code::NotFound,
+            status::no_such_partition(&req.stream, req.partition),
+        ));
+    };
+    if partition.readonly {
+        return Err(Refusal::new(
+            Code::Readonly,
+            Status::failed_precondition(format!(
+                "Partition {}/{} is readonly",
+                req.stream, req.partition
+            )),
+        ));
+    }
+    let occ = stream
+        .settings
+        .optimistic_concurrency_control
+        .unwrap_or(ctx.config.streams.concurrency_control);
+    if occ && req.ack_policy == pb::AckPolicy::None as i32 {
+        return Err(Refusal::new(
+            Code::BadRequest,
+            Status::invalid_argument(
+                "stream uses optimistic concurrency control: AckPolicy NONE is not allowed (the result of the \
+                 offset check could not be reported)",
+            ),
+        ));
+    }
+    let max = ctx.config.clustering.replication_max_bytes;
+    if req.value.len() as u64 > max {
+        return Err(Refusal::new(
+            Code::BadRequest,
+            Status::invalid_argument(format!(
+                "message value of {} bytes exceeds clustering.replication.max.bytes ({max}) (TOO_LARGE)",
+                req.value.len()
+            )),
+        ));
+    }
+    if partition.paused
+        || ctx.partitions.why_unserved(&req.stream, req.partition) == Unserved::Paused
+    {
+        admin::resume_partition(ctx, &req.stream, req.partition)
+            .await
+            .map_err(|s| Refusal::new(Code::Internal, s))?;
+    }
+    Ok(partition_subject(&stream.subject, req.partition))
+}
+
+fn to_message(req: pb::PublishRequest, inbox: String) -> pb::Message {
+    pb::Message {
+        key: req.key,
+        value: req.value,
+        headers: req.headers,
+        ack_inbox: inbox,
+        correlation_id: req.correlation_id,
+        ack_policy: req.ack_policy,
+        // In a publish envelope the offset field carries the expected offset (OCC).
+        offset: req.expected_offset,
+        ..Default::default()
+    }
+}
+
+/// Turns an ack's error into the status a `Publish` answers with.
+fn ack_status(ack: &pb::Ack) -> Option<Status> {
+    use pb::ack::Error;
+    match Error::try_from(ack.ack_error).unwrap_or(Error::Unknown) {
+        Error::Ok => None,
+        Error::IncorrectOffset => Some(Status::failed_precondition(format!(
+            "incorrect expected offset for {}: the message was not written (INCORRECT_OFFSET)",
+            ack.stream
+        ))),
+        Error::TooLarge => Some(Status::invalid_argument("message is too large (TOO_LARGE)")),
+        Error::Encryption => Some(Status::internal("message could not be encrypted")),
+        Error::Unknown => Some(Status::unknown("the partition leader refused the message")),
+    }
+}
+
+fn async_error_code(ack: &pb::Ack) -> Option<pb::publish_async_error::Code> {
+    use pb::ack::Error;
+    use pb::publish_async_error::Code;
+    match Error::try_from(ack.ack_error).unwrap_or(Error::Unknown) {
+        Error::Ok => None,
+        Error::IncorrectOffset => Some(Code::IncorrectOffset),
+        Error::TooLarge => Some(Code::BadRequest),
+        Error::Encryption => Some(Code::EncryptionFailed),
+        Error::Unknown => Some(Code::Unknown),
+    }
+}
+
+/// Publishes `message` to `subject` and waits up to `wait` for its ack on `inbox` (a router inbox, or the
+/// caller's own inbox when it gave one).
+async fn publish_and_wait(
+    ctx: &ApiContext,
+    subject: String,
+    message: pb::Message,
+    wait: Duration,
+) -> Result<Option<pb::Ack>, Status> {
+    let no_ack = message.ack_policy == pb::AckPolicy::None as i32;
+    let inbox = message.ack_inbox.clone();
+    let payload = envelope::encode_message(&message, false);
+    if no_ack {
+        ctx.bus
+            .publish(subject, None, Vec::new(), payload)
+            .await
+            .map_err(status::from_bus)?;
+        return Ok(None);
+    }
+    let own_inbox = !ctx.acks.owns(&inbox);
+    if own_inbox {
+        // The caller named its own ack inbox: listen there for this one ack.
+        let mut sub = ctx
+            .bus
+            .subscribe(inbox.clone(), None)
+            .await
+            .map_err(status::from_bus)?;
+        ctx.bus.flush().await.map_err(status::from_bus)?;
+        ctx.bus
+            .publish(subject, None, Vec::new(), payload)
+            .await
+            .map_err(status::from_bus)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, sub.next()).await;
+            match next {
+                Ok(Some(m)) => match envelope::decode_ack(&m.payload) {
+                    Ok(ack) => return Ok(Some(ack)),
+                    Err(_) => continue,
+                },
+                Ok(None) => return Err(Status::unavailable("ack subscription closed")),
+                Err(_) => return Err(Status::deadline_exceeded(format!("no ack within {wait:?}"))),
+            }
+        }
+    }
+    let rx = ctx.acks.expect_one(&inbox);
+    if let Err(e) = ctx.bus.publish(subject, None, Vec::new(), payload).await {
+        ctx.acks.forget(&inbox);
+        return Err(status::from_bus(e));
+    }
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(ack)) => Ok(Some(ack)),
+        Ok(Err(_)) => Err(Status::unavailable("ack router stopped")),
+        Err(_) => {
+            ctx.acks.forget(&inbox);
+            Err(Status::deadline_exceeded(format!("no ack within {wait:?}")))
+        }
+    }
+}
+
+/// `Publish`: waits for the ack (up to the gRPC deadline, or [`super::DEFAULT_ACK_WAIT`] without one) unless the
+/// ack policy is NONE.
+pub async fn publish(
+    ctx: &ApiContext,
+    req: pb::PublishRequest,
+    wait: Duration,
+) -> Result<pb::PublishResponse, Status> {
+    let subject = prepare(ctx, &req).await.map_err(|r| r.status)?;
+    let inbox = if req.ack_inbox.is_empty() {
+        ctx.acks.new_inbox()
+    } else {
+        req.ack_inbox.clone()
+    };
+    let correlation_id = req.correlation_id.clone();
+    let ack = publish_and_wait(ctx, subject, to_message(req, inbox), wait).await?;
+    if let Some(status) = ack.as_ref().and_then(ack_status) {
+        return Err(status);
+    }
+    Ok(pb::PublishResponse {
+        ack,
+        async_error: None,
+        correlation_id,
+    })
+}
+
+/// `PublishToSubject`: publishes to any subject and returns the first ack, if any stream records it.
+pub async fn publish_to_subject(
+    ctx: &ApiContext,
+    req: pb::PublishToSubjectRequest,
+    wait: Duration,
+) -> Result<pb::PublishToSubjectResponse, Status> {
+    validate_subject(&req.subject).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if req.subject.contains(['*', '>']) {
+        return Err(Status::invalid_argument(
+            "cannot publish to a wildcard subject",
+        ));
+    }
+    let inbox = if req.ack_inbox.is_empty() {
+        ctx.acks.new_inbox()
+    } else {
+        req.ack_inbox.clone()
+    };
+    let message = pb::Message {
+        key: req.key,
+        value: req.value,
+        headers: req.headers,
+        ack_inbox: inbox,
+        correlation_id: req.correlation_id,
+        ack_policy: req.ack_policy,
+        offset: -1,
+        ..Default::default()
+    };
+    let ack = publish_and_wait(ctx, req.subject, message, wait).await?;
+    Ok(pb::PublishToSubjectResponse { ack })
+}
+
+fn async_error(
+    correlation_id: String,
+    code: pb::publish_async_error::Code,
+    message: String,
+) -> pb::PublishResponse {
+    pb::PublishResponse {
+        // Older clients look for the correlation id in the ack.
+        ack: Some(pb::Ack {
+            correlation_id: correlation_id.clone(),
+            ..Default::default()
+        }),
+        async_error: Some(pb::PublishAsyncError {
+            code: code as i32,
+            message,
+        }),
+        correlation_id,
+    }
+}
+
+/// `PublishAsync`: pipelined publishes on one stream. Each message with an ack policy other than NONE gets one
+/// response, matched by correlation id; refusals come back as `asyncError`. When the client half-closes, acks
+/// still in flight are awaited for up to [`PUBLISH_ASYNC_DRAIN`].
+pub fn publish_async(
+    ctx: Arc<ApiContext>,
+    mut requests: Streaming<pb::PublishRequest>,
+) -> ResponseStream<pb::PublishResponse> {
+    let (out, rx) = mpsc::channel::<Result<pb::PublishResponse, Status>>(1024);
+    let inbox = ctx.acks.new_inbox();
+    let mut acks = ctx.acks.expect_many(&inbox);
+    tokio::spawn(async move {
+        // Correlation ids of messages whose ack has not come back yet.
+        let mut in_flight: HashMap<String, u32> = HashMap::new();
+        let mut input_open = true;
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if !input_open && in_flight.is_empty() {
+                break;
+            }
+            let drain = async {
+                match drain_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                request = requests.next(), if input_open => match request {
+                    Some(Ok(req)) => {
+                        let correlation_id = req.correlation_id.clone();
+                        let wants_ack = req.ack_policy != pb::AckPolicy::None as i32;
+                        match prepare(&ctx, &req).await {
+                            Ok(subject) => {
+                                let message = to_message(req, inbox.clone());
+                                let payload = envelope::encode_message(&message, false);
+                                match ctx.bus.publish(subject, None, Vec::new(), payload).await {
+                                    Ok(()) if wants_ack => *in_flight.entry(correlation_id).or_default() += 1,
+                                    Ok(()) => {}
+                                    Err(e) => {
+                                        let status = status::from_bus(e);
+                                        let resp = async_error(correlation_id, pb::publish_async_error::Code::Internal,
+                                            status.message().to_string());
+                                        if out.send(Ok(resp)).await.is_err() { break; }
+                                    }
+                                }
+                            }
+                            Err(refusal) => {
+                                let resp = async_error(correlation_id, refusal.code, refusal.status.message().to_string());
+                                if out.send(Ok(resp)).await.is_err() { break; }
+                            }
+                        }
+                    }
+                    Some(Err(status)) => {
+                        tracing::debug!(%status, "PublishAsync input failed");
+                        break;
+                    }
+                    None => {
+                        input_open = false;
+                        drain_deadline = Some(tokio::time::Instant::now() + PUBLISH_ASYNC_DRAIN);
+                    }
+                },
+                ack = acks.recv() => {
+                    let Some(ack) = ack else { break };
+                    if let Some(n) = in_flight.get_mut(&ack.correlation_id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            in_flight.remove(&ack.correlation_id);
+                        }
+                    }
+                    let correlation_id = ack.correlation_id.clone();
+                    let resp = match async_error_code(&ack) {
+                        None => pb::PublishResponse { ack: Some(ack), async_error: None, correlation_id },
+                        Some(code) => {
+                            let message = ack_status(&ack).map(|s| s.message().to_string()).unwrap_or_default();
+                            pb::PublishResponse {
+                                ack: Some(ack),
+                                async_error: Some(pb::PublishAsyncError { code: code as i32, message }),
+                                correlation_id,
+                            }
+                        }
+                    };
+                    if out.send(Ok(resp)).await.is_err() { break; }
+                }
+                _ = drain => break,
+            }
+        }
+        ctx.acks.forget(&inbox);
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,333 @@
+//! Subscribe: stream a partition's committed messages from a start position, optionally until a stop position,
+//! forwards or in reverse.
+//!
+//! Liftbridge's contract: errors found before the subscription starts are the RPC's status; once it starts, the
+//! first message is an empty handshake; a stop position (or the end of a readonly partition) ends the stream with
+//! `ResourceExhausted`; a pause ends it with `FailedPrecondition` and a deletion with `NotFound`.
+
+use std::collections::HashMap;
+
+use liftbridge_proto::pb;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::{ApiContext, ResponseStream, admin, status};
+use crate::commitlog::{Log, ReadBound, Record};
+use crate::metadata::now_ns;
+use crate::partition::manager::Unserved;
+use crate::partition::{CloseReason, PartitionHandle};
+
+/// Most bytes read from the log per batch sent to a subscriber.
+const READ_BATCH_BYTES: usize = 1 << 20;
+/// Messages buffered between the reader task and the HTTP/2 stream.
+const SEND_BUFFER: usize = 1024;
+
+/// Converts a stored record to the API's message.
+pub fn to_message(stream: &str, partition: i32, record: Record) -> pb::Message {
+    let mut headers = HashMap::with_capacity(record.headers.len());
+    let (mut subject, mut reply) = (String::new(), String::new());
+    for (name, value) in record.headers {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        match name.as_str() {
+            "subject" => subject = String::from_utf8_lossy(&value).into_owned(),
+            "reply" => reply = String::from_utf8_lossy(&value).into_owned(),
+            _ => {}
+        }
+        headers.insert(name, value);
+    }
+    pb::Message {
+        offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
+        key: record.key.unwrap_or_default(),
+        value: record.value.unwrap_or_default(),
+        timestamp: record.timestamp_ns,
+        stream: stream.to_string(),
+        partition,
+        subject,
+        reply_subject: reply,
+        headers,
+        ..Default::default()
+    }
+}
+
+/// Finds the running partition, resuming it when asked to.
+async fn partition(
+    ctx: &ApiContext,
+    req: &pb::SubscribeRequest,
+) -> Result<PartitionHandle, Status> {
+    if let Some(handle) = ctx.partitions.get(&req.stream, req.partition) {
+        return Ok(handle);
+    }
+    match ctx.partitions.why_unserved(&req.stream, req.partition) {
+        Unserved::Missing => Err(status::no_such_partition(&req.stream, req.partition)),
+        Unserved::Paused if req.resume => {
+            admin::resume_partition(ctx, &req.stream, req.partition).await?;
+            ctx.partitions
+                .get(&req.stream, req.partition)
+                .ok_or_else(|| Status::unavailable("partition did not resume"))
+        }
+        Unserved::Paused => Err(Status::failed_precondition(format!(
+            "Partition {}/{} is paused (subscribe with resume to resume it)",
+            req.stream, req.partition
+        ))),
+        Unserved::NotLeader => Err(Status::failed_precondition("Server not partition leader")),
+        Unserved::NotStarted => Err(Status::unavailable(format!(
+            "partition {}/{} is not available yet",
+            req.stream, req.partition
+        ))),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Where a forward subscription starts.
+fn start_offset(log: &Log, req: &pb::SubscribeRequest) -> Result<u64, Status> {
+    use pb::StartPosition;
+    let hw = log.high_watermark();
+    let next_after_hw = u64::try_from(hw + 1).unwrap_or(0);
+    let position = StartPosition::try_from(req.start_position).map_err(|_| {
+        Status::invalid_argument(format!("unknown start position {}", req.start_position))
+    })?;
+    Ok(match position {
+        StartPosition::NewOnly => next_after_hw,
+        StartPosition::Offset => {
+            let offset = u64::try_from(req.start_offset).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "start offset must not be negative, got {}",
+                    req.start_offset
+                ))
+            })?;
+            offset.max(log.oldest_offset())
+        }
+        StartPosition::Earliest => log.oldest_offset(),
+        StartPosition::Latest => u64::try_from(hw).unwrap_or(0).max(log.oldest_offset()),
+        StartPosition::Timestamp => match log
+            .offset_for_timestamp(req.start_timestamp)
+            .map_err(internal)?
+        {
+            Some(offset) => offset,
+            None => next_after_hw,
+        },
+    })
+}
+
+/// The last offset a forward subscription delivers, if it stops.
+fn stop_offset(log: &Log, req: &pb::SubscribeRequest) -> Result<Option<u64>, Status> {
+    use pb::StopPosition;
+    let hw = log.high_watermark();
+    let position = StopPosition::try_from(req.stop_position).map_err(|_| {
+        Status::invalid_argument(format!("unknown stop position {}", req.stop_position))
+    })?;
+    let empty = || Status::resource_exhausted("Stream is empty");
+    match position {
+        StopPosition::StopOnCancel => Ok(None),
+        StopPosition::StopOffset => u64::try_from(req.stop_offset).map(Some).map_err(|_| {
+            Status::invalid_argument(format!(
+                "stop offset must not be negative, got {}",
+                req.stop_offset
+            ))
+        }),
+        StopPosition::StopLatest => u64::try_from(hw).map(Some).map_err(|_| empty()),
+        StopPosition::StopTimestamp => {
+            if req.stop_timestamp > now_ns() {
+                return Err(Status::invalid_argument(format!(
+                    "stop timestamp {} is in the future",
+                    req.stop_timestamp
+                )));
+            }
+            let after = req.stop_timestamp.saturating_add(1);
+            match log.offset_for_timestamp(after).map_err(internal)? {
+                Some(0) => Err(Status::invalid_argument(
+                    "stop timestamp is before the first message",
+                )),
+                Some(first_after) => Ok(Some(first_after - 1)),
+                None => u64::try_from(hw).map(Some).map_err(|_| empty()),
+            }
+        }
+    }
+}
+
+fn close_status(reason: Option<CloseReason>) -> Status {
+    match reason {
+        Some(CloseReason::Paused) => Status::failed_precondition("Partition was paused"),
+        Some(CloseReason::Deleted) => Status::not_found("Stream was deleted"),
+        Some(CloseReason::Shutdown) => Status::unavailable("Server is shutting down"),
+        Some(CloseReason::Failed) => Status::internal("Partition failed; see the server log"),
+        None => Status::internal("Partition closed"),
+    }
+}
+
+/// `Subscribe`.
+pub async fn subscribe(
+    ctx: &ApiContext,
+    req: pb::SubscribeRequest,
+) -> Result<ResponseStream<pb::Message>, Status> {
+    if req.consumer.is_some() {
+        return Err(status::not_implemented(
+            "Consumer groups (Subscribe with consumer)",
+        ));
+    }
+    if req.stream.is_empty() {
+        return Err(Status::invalid_argument("No stream provided"));
+    }
+    let handle = partition(ctx, &req).await?;
+    let log = handle.log().clone();
+    let (tx, rx) = mpsc::channel::<Result<pb::Message, Status>>(SEND_BUFFER);
+    if req.reverse {
+        let hw = log.high_watermark();
+        let start = match pb::StartPosition::try_from(req.start_position) {
+            Ok(pb::StartPosition::Offset) => req.start_offset.min(hw),
+            Ok(pb::StartPosition::Timestamp) => match log
+                .offset_for_timestamp(req.start_timestamp)
+                .map_err(internal)?
+            {
+                Some(o) => i64::try_from(o).unwrap_or(i64::MAX).min(hw),
+                None => hw,
+            },
+            Ok(_) => hw,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown start position {}",
+                    req.start_position
+                )));
+            }
+        };
+        let lower = match pb::StopPosition::try_from(req.stop_position) {
+            Ok(pb::StopPosition::StopOffset) => req.stop_offset.max(0),
+            _ => 0,
+        };
+        if start >= 0 && lower > start {
+            return Err(Status::invalid_argument(format!(
+                "stop offset {lower} is after start offset {start} for a reverse subscription"
+            )));
+        }
+        let _ = tx.send(Ok(pb::Message::default())).await;
+        tokio::spawn(reverse(handle, req, start, lower, tx));
+    } else {
+        let start = start_offset(&log, &req)?;
+        let stop = stop_offset(&log, &req)?;
+        if let Some(stop) = stop
+            && stop < start
+        {
+            return Err(Status::invalid_argument(format!(
+                "stop offset {stop} is before start offset {start}"
+            )));
+        }
+        let _ = tx.send(Ok(pb::Message::default())).await;
+        tokio::spawn(forward(handle, req, start, stop, tx));
+    }
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+type Sender = mpsc::Sender<Result<pb::Message, Status>>;
+
+async fn forward(
+    handle: PartitionHandle,
+    req: pb::SubscribeRequest,
+    start: u64,
+    stop: Option<u64>,
+    tx: Sender,
+) {
+    let _guard = handle.track_subscriber();
+    let log = handle.log().clone();
+    let mut closed = handle.closed();
+    let mut readonly = handle.readonly_watch();
+    let mut reader = log.tail_reader(start);
+    let mut next = start;
+    loop {
+        if closed.borrow().is_some() {
+            let _ = tx.send(Err(close_status(handle.close_reason()))).await;
+            return;
+        }
+        if handle.is_readonly() && i64::try_from(next).unwrap_or(i64::MAX) > log.newest_offset() {
+            let _ = tx
+                .send(Err(Status::resource_exhausted("End of readonly partition")))
+                .await;
+            return;
+        }
+        tokio::select! {
+            batch = reader.next_batch(READ_BATCH_BYTES, ReadBound::HighWatermark) => match batch {
+                Ok(records) => {
+                    for record in records {
+                        let offset = record.offset;
+                        if stop.is_some_and(|s| offset > s) {
+                            let _ = tx.send(Err(Status::resource_exhausted("Stop offset reached"))).await;
+                            return;
+                        }
+                        if tx.send(Ok(to_message(&req.stream, req.partition, record))).await.is_err() {
+                            return;
+                        }
+                        next = offset + 1;
+                        if stop == Some(offset) {
+                            let _ = tx.send(Err(Status::resource_exhausted("Stop offset reached"))).await;
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let status = match handle.close_reason() {
+                        Some(reason) => close_status(Some(reason)),
+                        None => Status::internal(format!("reading the partition failed: {e}")),
+                    };
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            },
+            _ = closed.changed() => {}
+            _ = readonly.changed() => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+async fn reverse(
+    handle: PartitionHandle,
+    req: pb::SubscribeRequest,
+    start: i64,
+    lower: i64,
+    tx: Sender,
+) {
+    let _guard = handle.track_subscriber();
+    if start >= 0 {
+        let mut reader = handle
+            .log()
+            .reverse_reader(u64::try_from(start).unwrap_or(0));
+        loop {
+            let batch = match reader.next_batch(READ_BATCH_BYTES) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(Status::internal(format!(
+                            "reading the partition failed: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for record in batch {
+                if i64::try_from(record.offset).unwrap_or(i64::MAX) < lower {
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted("Stop offset reached")))
+                        .await;
+                    return;
+                }
+                if tx
+                    .send(Ok(to_message(&req.stream, req.partition, record)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx
+        .send(Err(Status::resource_exhausted(
+            "End of partition reached (reverse)",
+        )))
+        .await;
+}

@@ -1,0 +1,337 @@
+//! Keeps the running partition actors equal to what the metadata says this server should lead.
+//!
+//! One task reconciles after every metadata change: it starts a leader for every partition this server leads
+//! that is not paused, stops the ones that were paused or deleted (deleting their data with the stream), and
+//! mirrors the readonly flag. Lookups by the API read a map behind a short lock; only the reconcile task writes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::leader::{self, LeaderStats};
+use super::{CloseReason, PartitionHandle, PartitionSettings};
+use crate::bus::Bus;
+use crate::commitlog::Log;
+use crate::config::Config;
+use crate::metadata::{Metadata, PartitionState, StreamState};
+
+type Key = (String, i32);
+
+struct Running {
+    handle: PartitionHandle,
+    /// Creation time of the stream instance this partition belongs to (a recreated stream is a new instance).
+    instance: i64,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<LeaderStats>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    data_dir: PathBuf,
+    bus: Arc<dyn Bus>,
+    metadata: Metadata,
+    running: RwLock<HashMap<Key, Arc<Running>>>,
+    /// Streams present at the last reconcile, to notice deletions (and delete their data).
+    known_streams: Mutex<HashSet<String>>,
+    /// The metadata index the last reconcile pass acted on, so callers can wait for a change to take effect.
+    generation: watch::Sender<u64>,
+}
+
+/// Starts, stops and finds partition leaders.
+#[derive(Clone)]
+pub struct PartitionManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PartitionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionManager")
+            .field("running", &self.inner.running.read().len())
+            .finish()
+    }
+}
+
+/// Why a partition is not served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unserved {
+    /// No such stream or partition.
+    Missing,
+    /// The partition is paused.
+    Paused,
+    /// Another server leads it.
+    NotLeader,
+    /// It should run but has not started (or failed to start).
+    NotStarted,
+}
+
+impl PartitionManager {
+    /// A manager for partitions stored under `<data_dir>/streams`.
+    pub fn new(
+        config: Arc<Config>,
+        data_dir: PathBuf,
+        bus: Arc<dyn Bus>,
+        metadata: Metadata,
+    ) -> Self {
+        let (generation, _) = watch::channel(0);
+        let known_streams = Mutex::new(metadata.snapshot().streams.keys().cloned().collect());
+        PartitionManager {
+            inner: Arc::new(Inner {
+                config,
+                data_dir,
+                bus,
+                metadata,
+                running: RwLock::new(HashMap::new()),
+                known_streams,
+                generation,
+            }),
+        }
+    }
+
+    /// The running partition, if this server leads it.
+    pub fn get(&self, stream: &str, partition: i32) -> Option<PartitionHandle> {
+        self.inner
+            .running
+            .read()
+            .get(&(stream.to_string(), partition))
+            .map(|r| r.handle.clone())
+    }
+
+    /// The leader's counters for a running partition.
+    pub fn stats(&self, stream: &str, partition: i32) -> Option<Arc<LeaderStats>> {
+        self.inner
+            .running
+            .read()
+            .get(&(stream.to_string(), partition))
+            .map(|r| r.stats.clone())
+    }
+
+    /// Partitions currently running here.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.read().len()
+    }
+
+    /// Why `stream/partition` is not running here, judged from the metadata.
+    pub fn why_unserved(&self, stream: &str, partition: i32) -> Unserved {
+        let Some(s) = self.inner.metadata.stream(stream) else {
+            return Unserved::Missing;
+        };
+        let Some(p) = s.partition(partition) else {
+            return Unserved::Missing;
+        };
+        if p.paused {
+            Unserved::Paused
+        } else if p.leader != self.inner.metadata.server_id() {
+            Unserved::NotLeader
+        } else {
+            Unserved::NotStarted
+        }
+    }
+
+    /// Waits until every partition in `partitions` of `stream` runs, or `timeout` passes. Returns whether they do.
+    pub async fn wait_running(&self, stream: &str, partitions: &[i32], timeout: Duration) -> bool {
+        let mut generation = self.inner.generation.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if partitions.iter().all(|&p| self.get(stream, p).is_some()) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, generation.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return partitions.iter().all(|&p| self.get(stream, p).is_some()),
+            }
+        }
+    }
+
+    /// Reconciles after every metadata change until `shutdown` fires, then stops every partition.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = self.inner.metadata.watch();
+        loop {
+            self.reconcile().await;
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.stop_all(CloseReason::Shutdown).await;
+    }
+
+    /// One reconcile pass.
+    pub async fn reconcile(&self) {
+        let snapshot = self.inner.metadata.snapshot();
+        let me = self.inner.metadata.server_id().to_string();
+        let mut wanted: HashMap<Key, (&StreamState, &PartitionState)> = HashMap::new();
+        for stream in snapshot.streams.values() {
+            for p in &stream.partitions {
+                if p.leader == me && !p.paused {
+                    wanted.insert((stream.name.clone(), p.id), (stream, p));
+                }
+            }
+        }
+
+        // Stop what should no longer run (or runs an older instance of a recreated stream).
+        let running: Vec<(Key, Arc<Running>)> = self
+            .inner
+            .running
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, run) in running {
+            let keep = wanted.get(&key).is_some_and(|(s, p)| {
+                s.creation_timestamp == run.instance && p.leader_epoch == run.handle.epoch()
+            });
+            if keep {
+                continue;
+            }
+            let reason = match snapshot.streams.get(&key.0) {
+                Some(s) if s.creation_timestamp == run.instance => CloseReason::Paused,
+                _ => CloseReason::Deleted,
+            };
+            self.stop(&key, reason).await;
+        }
+        // A deleted stream's data goes with it, whether or not its partitions were running here.
+        let gone: Vec<String> = {
+            let mut known = self.inner.known_streams.lock();
+            let gone = known
+                .iter()
+                .filter(|name| !snapshot.streams.contains_key(*name))
+                .cloned()
+                .collect();
+            *known = snapshot.streams.keys().cloned().collect();
+            gone
+        };
+        for name in &gone {
+            let dir = self.inner.data_dir.join("streams").join(name);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(stream = name, error = %e, "could not delete stream data");
+            }
+        }
+
+        // Start what should run.
+        for (key, (stream, p)) in wanted {
+            let existing = self.inner.running.read().get(&key).cloned();
+            if let Some(run) = existing {
+                run.handle.set_readonly(p.readonly);
+                continue;
+            }
+            if let Err(e) = self.start(stream, p).await {
+                tracing::error!(stream = key.0, partition = key.1, error = %e, "cannot start partition");
+            }
+        }
+        self.inner
+            .generation
+            .send_modify(|g| *g = (*g).max(snapshot.index));
+    }
+
+    /// Waits until a reconcile pass has acted on metadata index `index` (or later), or `timeout` passes.
+    /// Returns whether it has.
+    pub async fn wait_reconciled(&self, index: u64, timeout: Duration) -> bool {
+        let mut generation = self.inner.generation.subscribe();
+        tokio::time::timeout(timeout, generation.wait_for(|g| *g >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    async fn start(&self, stream: &StreamState, p: &PartitionState) -> Result<(), String> {
+        let settings = PartitionSettings::resolve(&self.inner.config, &stream.settings);
+        let stream_dir = self.inner.data_dir.join("streams").join(&stream.name);
+        claim_stream_dir(&stream_dir, stream.creation_timestamp).map_err(|e| e.to_string())?;
+        let dir = stream_dir.join(p.id.to_string());
+        let log_config = settings.log.clone();
+        let (log, report) = tokio::task::spawn_blocking(move || Log::open(&dir, log_config))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if self.inner.config.logging.recovery || report.has_problems() {
+            tracing::info!(stream = stream.name, partition = p.id, report = ?report, "opened partition log");
+        }
+        let subject = stream.partition_subject(p.id);
+        let subscription = self
+            .inner
+            .bus
+            .subscribe(subject.clone(), stream.group.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        // Make sure NATS has the subscription before anyone is told the partition runs.
+        self.inner.bus.flush().await.map_err(|e| e.to_string())?;
+        let handle = PartitionHandle::new(
+            stream.name.clone(),
+            p.id,
+            subject,
+            log,
+            p.leader_epoch,
+            settings,
+            p.readonly,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(LeaderStats::default());
+        let task = tokio::spawn(leader::run(
+            handle.clone(),
+            subscription,
+            self.inner.bus.clone(),
+            self.inner.metadata.clone(),
+            stats.clone(),
+            stop_rx,
+        ));
+        self.inner.running.write().insert(
+            (stream.name.clone(), p.id),
+            Arc::new(Running {
+                handle,
+                instance: stream.creation_timestamp,
+                stop,
+                task: Mutex::new(Some(task)),
+                stats,
+            }),
+        );
+        Ok(())
+    }
+
+    async fn stop(&self, key: &Key, reason: CloseReason) {
+        let Some(run) = self.inner.running.write().remove(key) else {
+            return;
+        };
+        // Subscribers learn why first, so they end with the right status rather than "log closed".
+        run.handle.mark_closed(reason);
+        let _ = run.stop.send(true);
+        // The task only exits at a batch boundary, so no append is cut in half.
+        let task = run.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let log = run.handle.log().clone();
+        let closed = tokio::task::spawn_blocking(move || log.close()).await;
+        if let Ok(Err(e)) = closed {
+            tracing::warn!(stream = key.0, partition = key.1, error = %e, "error closing log");
+        }
+    }
+
+    /// Stops every running partition.
+    pub async fn stop_all(&self, reason: CloseReason) {
+        let keys: Vec<Key> = self.inner.running.read().keys().cloned().collect();
+        for key in keys {
+            self.stop(&key, reason).await;
+        }
+    }
+}
+
+/// Makes `dir` belong to the stream instance created at `instance`: data left by an older stream of the same
+/// name (deleted while this server was not running it) is removed first. The instance is recorded in a marker
+/// file written atomically.
+fn claim_stream_dir(dir: &std::path::Path, instance: i64) -> std::io::Result<()> {
+    let marker = dir.join("stream-instance");
+    match std::fs::read_to_string(&marker) {
+        Ok(text) if text.trim() == instance.to_string() => return Ok(()),
+        Ok(_) => std::fs::remove_dir_all(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    crate::metadata::write_atomically(&marker, instance.to_string().as_bytes())
+}

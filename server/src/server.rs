@@ -1,0 +1,190 @@
+//! Wiring and lifecycle: one `liftbridge` server from a bound listener, a configuration and a shutdown signal.
+//!
+//! `Server::run` opens the data directory (server id, metadata), connects the Bus, starts the partition manager
+//! and the ack router, and serves the gRPC API (with the gRPC health service) until `shutdown` completes. Then
+//! it stops accepting RPCs, stops every partition at a batch boundary (flushing and checkpointing its log) and
+//! returns.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use liftbridge_proto::pb::api_server::ApiServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{AckRouter, ApiContext, ApiService};
+use crate::bus::nats::NatsOptions;
+use crate::bus::{Bus, NatsBus};
+use crate::config::Config;
+use crate::metadata::{Metadata, write_atomically};
+use crate::partition::PartitionManager;
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// NATS could not be reached.
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+    /// The metadata could not be loaded.
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
+    /// The configuration asks for something this server cannot do yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(String),
+}
+
+/// A running server's handles, for tests and embedding.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// This server's id.
+    pub server_id: String,
+    /// The gRPC address actually bound.
+    pub addr: std::net::SocketAddr,
+}
+
+/// The Liftbridge server.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Runs a server on `listener` until `shutdown` completes.
+    pub async fn run(
+        listener: TcpListener,
+        config: Config,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        Self::run_with(listener, config, shutdown, |_| {}).await
+    }
+
+    /// Like [`Server::run`], calling `on_ready` once the API accepts requests.
+    pub async fn run_with(
+        listener: TcpListener,
+        config: Config,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        on_ready: impl FnOnce(ServerInfo),
+    ) -> Result<(), ServerError> {
+        let config = Arc::new(config);
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::DataDir {
+            path: data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let server_id = server_id(&config, &data_dir)?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Transport(e.to_string()))?;
+
+        if config.nats.use_embedded() {
+            return Err(ServerError::Unsupported(
+                "the embedded NATS broker is not implemented yet: start a NATS server and pass \
+                 -n nats://127.0.0.1:4222 (or set nats.servers)"
+                    .into(),
+            ));
+        }
+        let bus: Arc<dyn Bus> = Arc::new(
+            NatsBus::connect(&NatsOptions {
+                servers: config.nats.servers.clone(),
+                user: config.nats.user.clone(),
+                password: config.nats.password.clone(),
+                name: Some(format!(
+                    "LIFT.{}.{}",
+                    config.clustering.namespace, server_id
+                )),
+            })
+            .await?,
+        );
+
+        let metadata = Metadata::open(&data_dir, server_id.clone())?;
+        let partitions = PartitionManager::new(
+            config.clone(),
+            data_dir.clone(),
+            bus.clone(),
+            metadata.clone(),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        partitions.reconcile().await;
+        let manager_task = tokio::spawn(partitions.clone().run(stop_rx));
+        let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
+
+        let ctx = Arc::new(ApiContext {
+            config: config.clone(),
+            metadata,
+            partitions,
+            bus: bus.clone(),
+            acks,
+            advertised_port: if config.port == 0 {
+                addr.port()
+            } else {
+                config.port
+            },
+        });
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<ApiServer<ApiService>>().await;
+
+        tracing::info!(server_id, %addr, data_dir = %data_dir.display(), "liftbridge is ready");
+        on_ready(ServerInfo {
+            server_id: server_id.clone(),
+            addr,
+        });
+
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(ApiServer::new(ApiService::new(ctx)).max_decoding_message_size(64 << 20))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+
+        tracing::info!("shutting down: stopping partitions");
+        let _ = stop_tx.send(true);
+        let _ = manager_task.await;
+        let _ = bus.flush().await;
+        served.map_err(|e| ServerError::Transport(e.to_string()))
+    }
+}
+
+/// The configured server id, or the one generated on first start and kept in `<data.dir>/server-id`.
+fn server_id(config: &Config, data_dir: &Path) -> Result<String, ServerError> {
+    let path = data_dir.join("server-id");
+    let data_err = |message: String| ServerError::DataDir {
+        path: path.display().to_string(),
+        message,
+    };
+    let id = match &config.clustering.server_id {
+        Some(id) => id.clone(),
+        None => match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+            Ok(_) => generate_id(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate_id(),
+            Err(e) => return Err(data_err(e.to_string())),
+        },
+    };
+    if id.is_empty() || id.contains(['.', '*', '>', ' ', '/']) {
+        return Err(ServerError::Unsupported(format!(
+            "server id {id:?} must be non-empty and free of '.', '*', '>', '/' and spaces"
+        )));
+    }
+    write_atomically(&path, id.as_bytes()).map_err(|e| data_err(e.to_string()))?;
+    Ok(id)
+}
+
+fn generate_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
