@@ -440,6 +440,19 @@ fn an_index_entry_that_lies_is_caught_at_read_time() {
     assert_eq!(got[0].offset, target);
     check(&got[0], 20);
     assert_survivors(&log, 0..300);
+    // Reverse reads use the index too.
+    let rev = log.read_reverse(299, usize::MAX).unwrap();
+    assert_eq!(offsets(&rev), (0..300).rev().collect::<Vec<_>>());
+    let mut r = log.reverse_reader(target + 3);
+    let mut got = Vec::new();
+    loop {
+        let b = r.next_batch(200).unwrap();
+        if b.is_empty() {
+            break;
+        }
+        got.extend(b);
+    }
+    assert_eq!(offsets(&got), (0..=target + 3).rev().collect::<Vec<_>>());
 }
 
 #[test]

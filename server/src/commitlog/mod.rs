@@ -195,6 +195,8 @@ pub(crate) struct LogInner {
     checkpoint_lock: Mutex<()>,
     /// Serializes compaction passes (their rewrite phase runs outside the write lock).
     compaction_lock: Mutex<()>,
+    /// Read buffers handed back by readers, reused once the records cut from them are dropped.
+    read_buffers: Mutex<Vec<bytes::BytesMut>>,
     /// Counters.
     counters: Counters,
     /// Held for the life of the log: an exclusive lock on `<dir>/.lock`.
@@ -507,6 +509,19 @@ impl LogInner {
             });
         }
         Ok(())
+    }
+
+    /// A read buffer from the pool (or a new one).
+    pub(crate) fn take_buffer(&self) -> bytes::BytesMut {
+        self.read_buffers.lock().pop().unwrap_or_default()
+    }
+
+    /// Returns a read buffer to the pool (a few are kept).
+    pub(crate) fn give_buffer(&self, buf: bytes::BytesMut) {
+        let mut pool = self.read_buffers.lock();
+        if pool.len() < 4 {
+            pool.push(buf);
+        }
     }
 
     /// Puts the log into the failed state.

@@ -52,6 +52,7 @@ fn explain(log: &Log, err: LogError, generation: u64, position: u64) -> LogError
 /// last consumed record.
 fn visit_from_index(
     seg: &Segment,
+    scratch: &mut BytesMut,
     offset: u64,
     end: u64,
     chunk: usize,
@@ -68,7 +69,7 @@ fn visit_from_index(
         let expected = seg.base + u64::from(entry.rel);
         let mut first = true;
         let mut mismatch = false;
-        let r = seg.visit(entry.pos, end, chunk, |b, at, p, h, l| {
+        let r = seg.visit_with(scratch, entry.pos, end, chunk, |b, at, p, h, l| {
             if first {
                 first = false;
                 if h.offset != expected {
@@ -86,7 +87,7 @@ fn visit_from_index(
             Err(e) => return Err(e),
         }
     }
-    seg.visit(0, end, chunk, f)
+    seg.visit_with(scratch, 0, end, chunk, f)
 }
 
 /// A sequential reader. It remembers the segment and byte position it stopped at, so consecutive batches
@@ -130,11 +131,19 @@ impl Reader {
     /// record if any is available). Empty when the reader is at the end (or at `limit_offset`).
     pub fn read_batch(&mut self, max_bytes: usize, limit_offset: u64) -> Result<Vec<Record>> {
         let generation = self.log.inner.generation.load(Ordering::Acquire);
-        let res = self.read_inner(max_bytes, limit_offset, generation);
+        let mut scratch = self.log.inner.take_buffer();
+        let res = self.read_inner(&mut scratch, max_bytes, limit_offset, generation);
+        self.log.inner.give_buffer(scratch);
         res.map_err(|e| explain(&self.log, e, generation, self.next_offset))
     }
 
-    fn read_inner(&mut self, max_bytes: usize, limit: u64, generation: u64) -> Result<Vec<Record>> {
+    fn read_inner(
+        &mut self,
+        scratch: &mut BytesMut,
+        max_bytes: usize,
+        limit: u64,
+        generation: u64,
+    ) -> Result<Vec<Record>> {
         let inner = &self.log.inner;
         let snap = inner.snapshot();
         if generation != self.generation {
@@ -191,9 +200,9 @@ impl Reader {
                 }
             };
             let visited = if pos == u64::MAX {
-                visit_from_index(seg, from, len, chunk, &mut visitor)
+                visit_from_index(seg, scratch, from, len, chunk, &mut visitor)
             } else if pos < len {
-                seg.visit(pos, len, chunk, &mut visitor)
+                seg.visit_with(scratch, pos, len, chunk, &mut visitor)
             } else {
                 Ok(pos)
             };
@@ -246,11 +255,13 @@ impl ReverseReader {
     pub fn next_batch(&mut self, max_bytes: usize) -> Result<Vec<Record>> {
         let generation = self.log.inner.generation.load(Ordering::Acquire);
         let pos = self.upper.unwrap_or(0);
-        self.next_inner(max_bytes)
-            .map_err(|e| explain(&self.log, e, generation, pos))
+        let mut scratch = self.log.inner.take_buffer();
+        let res = self.next_inner(&mut scratch, max_bytes);
+        self.log.inner.give_buffer(scratch);
+        res.map_err(|e| explain(&self.log, e, generation, pos))
     }
 
-    fn next_inner(&mut self, max_bytes: usize) -> Result<Vec<Record>> {
+    fn next_inner(&mut self, scratch: &mut BytesMut, max_bytes: usize) -> Result<Vec<Record>> {
         let mut out: Vec<Record> = Vec::new();
         let Some(mut upper) = self.upper else {
             return Ok(out);
@@ -268,50 +279,36 @@ impl ReverseReader {
         let mut exhausted = false;
         'segments: while let Some(seg) = snap.get(idx) {
             let len = seg.len();
-            // Byte range of records <= upper: up to the first index entry beyond `upper`.
-            let rel_upper = upper - seg.base;
-            let mut hi = {
-                let index = seg.index.read();
-                let i = index
-                    .offsets
-                    .partition_point(|e| u64::from(e.rel) <= rel_upper);
-                index.offsets.get(i).map_or(len, |e| e.pos.min(len))
-            };
+            // End of the last record <= upper, found by scanning from the (verified) index floor.
+            let mut hi = 0u64;
+            visit_from_index(seg, scratch, upper, len, 64 * 1024, |_, _, p, h, _| {
+                if h.offset <= upper {
+                    hi = p + h.total_len() as u64;
+                    Step::Next
+                } else {
+                    Step::StopBefore
+                }
+            })?;
             while hi > 0 {
                 let remaining = max_bytes.saturating_sub(used).max(1) as u64;
-                let lo = {
+                let entry = {
                     let index = seg.index.read();
                     let target = hi.saturating_sub(remaining);
                     let i = index.offsets.partition_point(|e| e.pos <= target);
-                    i.checked_sub(1)
-                        .and_then(|i| index.offsets.get(i))
-                        .map_or(0, |e| e.pos)
+                    i.checked_sub(1).and_then(|i| index.offsets.get(i)).copied()
                 };
-                let mut piece: Vec<Record> = Vec::new();
-                let visit = |seg: &Segment, from: u64, piece: &mut Vec<Record>| {
-                    seg.visit(
-                        from,
-                        hi,
-                        chunk_for((hi - from) as usize, 0),
-                        |b, at, _p, h, l| {
-                            if h.offset <= upper {
-                                piece.push(build_record(b, at, h, l));
-                            }
-                            Step::Next
-                        },
-                    )
-                };
-                let mut lo = lo;
-                match visit(seg, lo, &mut piece) {
-                    Ok(_) => {}
-                    Err(LogError::Corrupt { .. }) if lo > 0 => {
+                let mut lo = entry.map_or(0, |e| e.pos);
+                let expect = entry.map(|e| seg.base + u64::from(e.rel));
+                let piece = match collect_piece(seg, scratch, lo, hi, upper, expect) {
+                    Ok(Some(p)) => p,
+                    Ok(None) | Err(LogError::Corrupt { .. }) if lo > 0 => {
                         tracing::warn!(path = %seg.paths.index.display(), "index entry does not match the log; re-reading the segment from its start");
-                        piece.clear();
                         lo = 0;
-                        visit(seg, 0, &mut piece)?;
+                        collect_piece(seg, scratch, 0, hi, upper, None)?.unwrap_or_default()
                     }
+                    Ok(None) => Vec::new(),
                     Err(e) => return Err(e),
-                }
+                };
                 for r in piece.into_iter().rev() {
                     let size = r.encoded_len();
                     if !out.is_empty() && used.saturating_add(size) > max_bytes {
@@ -346,6 +343,41 @@ impl ReverseReader {
         self.upper = if exhausted { None } else { Some(upper) };
         Ok(out)
     }
+}
+
+/// Records of `seg` in `[from, hi)` with offsets `<= upper`, in file order; `None` if the first record is
+/// not `expect` (a lying index entry).
+fn collect_piece(
+    seg: &Segment,
+    scratch: &mut BytesMut,
+    from: u64,
+    hi: u64,
+    upper: u64,
+    expect: Option<u64>,
+) -> Result<Option<Vec<Record>>> {
+    let mut piece = Vec::new();
+    let mut first = true;
+    let mut mismatch = false;
+    seg.visit_with(
+        scratch,
+        from,
+        hi,
+        chunk_for((hi - from) as usize, 0),
+        |b, at, _p, h, l| {
+            if first {
+                first = false;
+                if expect.is_some_and(|x| x != h.offset) {
+                    mismatch = true;
+                    return Step::StopBefore;
+                }
+            }
+            if h.offset <= upper {
+                piece.push(build_record(b, at, h, l));
+            }
+            Step::Next
+        },
+    )?;
+    Ok((!mismatch).then_some(piece))
 }
 
 /// Which records a [`TailReader`] may return.
@@ -458,14 +490,39 @@ pub(crate) fn read_raw(log: &Log, start: u64, max_bytes: usize, limit: u64) -> R
     }
     let mut idx = locate(&snap, start);
     let chunk = chunk_for(max_bytes, inner.config.index_interval_bytes);
-    while let Some(seg) = snap.get(idx) {
+    let mut scratch = inner.take_buffer();
+    let res = read_raw_from(
+        &snap,
+        &mut idx,
+        start,
+        max_bytes,
+        limit,
+        chunk,
+        &mut scratch,
+    );
+    inner.give_buffer(scratch);
+    res.map_err(|e| explain(log, e, generation, start))
+}
+
+/// The body of [`read_raw`], reading into `scratch`.
+#[allow(clippy::too_many_arguments)]
+fn read_raw_from(
+    snap: &[Arc<Segment>],
+    idx: &mut usize,
+    start: u64,
+    max_bytes: usize,
+    limit: u64,
+    chunk: usize,
+    scratch: &mut BytesMut,
+) -> Result<Bytes> {
+    while let Some(seg) = snap.get(*idx) {
         let len = seg.len();
         // Contiguous slices of the chunks the records came from.
         let mut parts: Vec<Bytes> = Vec::new();
         let mut current: Option<(Bytes, usize, usize)> = None;
         let mut used = 0usize;
         let mut stop = false;
-        let res = visit_from_index(seg, start, len, chunk, |buf, at, _p, h, _l| {
+        visit_from_index(seg, scratch, start, len, chunk, |buf, at, _p, h, _l| {
             if h.offset < start {
                 return Step::Next;
             }
@@ -490,8 +547,7 @@ pub(crate) fn read_raw(log: &Log, start: u64, max_bytes: usize, limit: u64) -> R
             } else {
                 Step::Next
             }
-        });
-        res.map_err(|e| explain(log, e, generation, start))?;
+        })?;
         if let Some((b, s, e)) = current.take() {
             parts.push(b.slice(s..e));
         }
@@ -508,7 +564,7 @@ pub(crate) fn read_raw(log: &Log, start: u64, max_bytes: usize, limit: u64) -> R
                 }
             });
         }
-        idx += 1;
+        *idx += 1;
     }
     Ok(Bytes::new())
 }
@@ -529,14 +585,21 @@ pub(crate) fn offset_for_timestamp(log: &Log, ts: i64) -> Result<Option<u64>> {
             None => seg.base,
         };
         let mut found = None;
-        visit_from_index(seg, start, len, 256 * 1024, |_, _, _, h, _| {
-            if h.offset >= start && h.timestamp_ns >= ts {
-                found = Some(h.offset);
-                Step::StopBefore
-            } else {
-                Step::Next
-            }
-        })
+        visit_from_index(
+            seg,
+            &mut BytesMut::new(),
+            start,
+            len,
+            256 * 1024,
+            |_, _, _, h, _| {
+                if h.offset >= start && h.timestamp_ns >= ts {
+                    found = Some(h.offset);
+                    Step::StopBefore
+                } else {
+                    Step::Next
+                }
+            },
+        )
         .map_err(|e| explain(log, e, generation, start))?;
         if found.is_some() {
             return Ok(found);

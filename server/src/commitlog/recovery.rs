@@ -1056,6 +1056,7 @@ pub(crate) fn open(
         epochs: RwLock::new(cache),
         checkpoint_lock: Mutex::new(()),
         compaction_lock: Mutex::new(()),
+        read_buffers: Mutex::new(Vec::new()),
         counters: Counters::default(),
         _lock: lock,
     };

@@ -189,11 +189,19 @@ impl Segment {
 
     /// Reads up to `n` bytes at `pos`; shorter only if the file is shorter (it was truncated meanwhile).
     pub fn read_chunk(&self, pos: u64, n: usize) -> Result<Bytes> {
-        let mut buf = BytesMut::zeroed(n);
-        let got = read_full_at(self.file.as_ref(), &mut buf, pos)
+        self.read_chunk_into(pos, n, &mut BytesMut::new())
+    }
+
+    /// Like [`Segment::read_chunk`], reusing `scratch`'s allocation when no earlier chunk cut from it is
+    /// still alive (avoids fresh pages — and their page faults — on every read).
+    pub fn read_chunk_into(&self, pos: u64, n: usize, scratch: &mut BytesMut) -> Result<Bytes> {
+        scratch.clear();
+        scratch.reserve(n);
+        scratch.resize(n, 0);
+        let got = read_full_at(self.file.as_ref(), &mut scratch[..], pos)
             .map_err(|e| LogError::io("read segment", &self.paths.log, e))?;
-        buf.truncate(got);
-        Ok(buf.freeze())
+        scratch.truncate(got);
+        Ok(scratch.split().freeze())
     }
 
     /// Visits the valid records in `[pos, end)`, reading `chunk` bytes at a time. Returns the position after
@@ -201,6 +209,18 @@ impl Segment {
     /// shorter than `end` (truncated concurrently) ends the visit early.
     pub fn visit(
         &self,
+        pos: u64,
+        end: u64,
+        chunk: usize,
+        f: impl FnMut(&Bytes, usize, u64, &RecordHeader, &BodyLayout) -> Step,
+    ) -> Result<u64> {
+        self.visit_with(&mut BytesMut::new(), pos, end, chunk, f)
+    }
+
+    /// [`Segment::visit`] reading into `scratch` (see [`Segment::read_chunk_into`]).
+    pub fn visit_with(
+        &self,
+        scratch: &mut BytesMut,
         mut pos: u64,
         end: u64,
         chunk: usize,
@@ -209,7 +229,7 @@ impl Segment {
         let mut want = chunk.clamp(4096, MAX_CHUNK);
         while pos < end {
             let n = usize::try_from(end - pos).unwrap_or(usize::MAX).min(want);
-            let buf = self.read_chunk(pos, n)?;
+            let buf = self.read_chunk_into(pos, n, scratch)?;
             if buf.is_empty() {
                 return Ok(pos);
             }
