@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`commitlog`]: the segmented, checksummed, crash-recovering log that stores every partition.
 //! - [`bus`]: every use of NATS, behind one trait (`async-nats` to real servers; the embedded broker later).
+//! - [`broker`]: the embedded NATS broker (core NATS client protocol over TCP + in-process `EmbeddedBus`).
 //! - [`metadata`]: streams, partitions and flags; a state machine behind one handle (single node today).
 //! - [`config`]: `liftbridge.yaml` keys, flags and environment overrides, with Liftbridge's defaults.
 //! - [`partition`]: one actor per led partition (NATS in, batched appends, acks out) and their manager.
 //! - [`api`]: the gRPC `proto.API` service.
 //! - [`server`]: wiring and lifecycle (`Server::run(listener, config, shutdown)`); [`signal`], [`logging`].
 pub mod api;
+pub mod broker;
 pub mod bus;
 pub mod commitlog;
 pub mod config;
