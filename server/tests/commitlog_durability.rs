@@ -328,3 +328,51 @@ fn index_write_failures_do_not_fail_appends_but_force_recovery() {
         Some(123)
     );
 }
+
+#[test]
+fn sync_always_preallocates_and_trims_on_roll_close_and_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Always,
+        preallocate_bytes: 8 * 1024,
+        ..small()
+    };
+    let (log, _) = open(dir.path(), cfg.clone());
+    fill(&log, 0, 100, 10);
+    let segs = log.segments();
+    assert!(segs.len() > 1);
+    // Sealed segments were trimmed to their data when rolled; the active one has zeros beyond its data.
+    for s in &segs[..segs.len() - 1] {
+        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), s.size_bytes);
+    }
+    let active = segs.last().unwrap();
+    assert!(std::fs::metadata(&active.path).unwrap().len() >= active.size_bytes + 4 * 1024);
+    assert_eq!(offsets(&read_all(&log)), (0..100).collect::<Vec<_>>());
+    drop(log);
+    // Crash: recovery trims the zeros and loses nothing.
+    let (log, report) = open(dir.path(), cfg.clone());
+    assert_eq!(report.truncated_segments.len(), 1, "{report:?}");
+    let t = &report.truncated_segments[0];
+    assert!(t.reason.contains("zero-filled"), "{}", t.reason);
+    assert_eq!(t.first_lost_offset, 100);
+    assert_eq!(
+        std::fs::metadata(&active.path).unwrap().len(),
+        active.size_bytes
+    );
+    assert_eq!(offsets(&read_all(&log)), (0..100).collect::<Vec<_>>());
+    fill(&log, 100, 150, 10);
+    // A clean close trims too, so the next open finds nothing to repair.
+    log.close().unwrap();
+    let last = log.segments().last().unwrap().clone();
+    assert_eq!(
+        std::fs::metadata(&last.path).unwrap().len(),
+        last.size_bytes
+    );
+    drop(log);
+    let (log, report) = open(dir.path(), cfg);
+    assert!(
+        report.clean_shutdown && !report.has_problems(),
+        "{report:?}"
+    );
+    assert_eq!(offsets(&read_all(&log)), (0..150).collect::<Vec<_>>());
+}

@@ -161,7 +161,7 @@ fn zero_filled_tail_is_cut_and_nothing_is_lost() {
     let t = &report.truncated_segments[0];
     assert_eq!(t.bytes_removed, 4096);
     assert_eq!(t.first_lost_offset, 100);
-    assert!(t.reason.contains("minimum"), "{}", t.reason);
+    assert!(t.reason.contains("zero-filled"), "{}", t.reason);
     assert_survivors(&log, 0..100);
     assert_eq!(log.append(1, &[rec(100)]).unwrap().first_offset, 100);
 }

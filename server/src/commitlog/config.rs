@@ -65,6 +65,11 @@ pub struct LogConfig {
     pub max_record_bytes: u64,
     /// How much `open` verifies.
     pub recovery_scan: RecoveryScan,
+    /// With [`SyncPolicy::Always`], the active segment is extended with zeros this many bytes ahead of the
+    /// data (0 = off). Overwriting blocks that already exist makes `fdatasync` skip the journal commit a
+    /// growing file needs (measured 7x more fsyncs/s on ext4). Trailing zeros are trimmed on roll, close and
+    /// recovery. Ignored under the other policies.
+    pub preallocate_bytes: u64,
 }
 
 /// Liftbridge's default retention age (`streams.retention.max.age` = 168h).
@@ -84,6 +89,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_record_bytes: 1024 * 1024,
             recovery_scan: RecoveryScan::Auto,
+            preallocate_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -396,6 +396,26 @@ fn last_entry_ends_file(file: &dyn LogFile, base: u64, entry: OffsetEntry, file_
     }
 }
 
+/// Whether every byte of `file` in `[pos, end)` is zero.
+fn zeros_to_end(file: &dyn LogFile, path: &Path, mut pos: u64, end: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 1 << 20];
+    while pos < end {
+        let n = usize::try_from(end - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let got = read_full_at(file, &mut buf[..n], pos)
+            .map_err(|e| LogError::io("read segment", path, e))?;
+        if got == 0 {
+            break;
+        }
+        if buf[..got].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += got as u64;
+    }
+    Ok(true)
+}
+
 /// Reads the first record's timestamp.
 fn first_timestamp(file: &dyn LogFile, path: &Path, len: u64) -> Result<i64> {
     if len < RECORD_HEADER_LEN as u64 {
@@ -566,6 +586,11 @@ fn recover_segment(
 
     // Cut damage.
     if let Some((pos, reason)) = &s.damage {
+        let reason = if zeros_to_end(file.as_ref(), &paths.log, *pos, file_len)? {
+            "zero-filled tail (preallocated or never-written space)".to_string()
+        } else {
+            reason.clone()
+        };
         let removed = file_len - s.valid_len;
         let first_lost = s.last.map_or(base, |(o, _)| o + 1);
         tracing::warn!(
@@ -582,7 +607,7 @@ fn recover_segment(
             bytes_removed: removed,
             first_lost_offset: first_lost,
             next_kept_offset: next_base,
-            reason: reason.clone(),
+            reason,
         });
     }
 
@@ -903,6 +928,7 @@ pub(crate) fn open(
             flushed_times: seg.index.read().times.len(),
             builder: parts.builder,
             last_record: parts.last.map(|(o, p)| ((o - seg.base) as u32, p)),
+            allocated: seg.len(),
         },
         _ => {
             // No segment at all (new log, or every segment was removed): start one.
@@ -932,6 +958,7 @@ pub(crate) fn open(
                 flushed_times: 0,
                 builder,
                 last_record: None,
+                allocated: 0,
             }
         }
     };

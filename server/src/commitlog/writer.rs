@@ -40,6 +40,8 @@ pub(crate) struct ActiveSegment {
     pub builder: IndexBuilder,
     /// Relative offset and position of the last record (for the seal entries).
     pub last_record: Option<(u32, u64)>,
+    /// Length of the `.log` file, which exceeds the segment's data by the preallocated zeros.
+    pub allocated: u64,
 }
 
 /// Per-record facts gathered before a batch is written.
@@ -67,6 +69,8 @@ pub(crate) struct Writer {
     pub written: u64,
     /// An index write failed: the next close must not claim a clean shutdown.
     pub index_dirty: bool,
+    /// Zeros for preallocation (allocated on first use).
+    zeros: Vec<u8>,
 }
 
 impl Writer {
@@ -80,6 +84,7 @@ impl Writer {
             new_times: Vec::new(),
             written: 0,
             index_dirty: false,
+            zeros: Vec::new(),
         }
     }
 }
@@ -289,6 +294,7 @@ fn create_segment(inner: &LogInner, base: u64) -> Result<ActiveSegment> {
         flushed_times: 0,
         builder,
         last_record: None,
+        allocated: 0,
     })
 }
 
@@ -306,6 +312,11 @@ fn roll(inner: &LogInner, w: &mut Writer, new_base: u64) -> Result<()> {
         }
     }
     flush_active_index(inner, w);
+    if let Err(e) = trim_preallocation(&mut w.active) {
+        let _ = unlink_segment(&new_active.seg.paths);
+        inner.set_failed(format!("{e}"));
+        return Err(e);
+    }
     let old = &w.active;
     for (f, p) in [
         (&old.index_file, &old.seg.paths.index),
@@ -381,6 +392,47 @@ fn maybe_roll(
     Ok(())
 }
 
+/// Under `SyncPolicy::Always`, keeps at least half a chunk of zeros written beyond `end` so that batches
+/// overwrite existing blocks. Failures are ignored (it is only an optimization; recovery trims zeros).
+fn preallocate(inner: &LogInner, w: &mut Writer, end: u64) {
+    let chunk = inner.config.preallocate_bytes;
+    if inner.config.sync != SyncPolicy::Always || chunk == 0 {
+        return;
+    }
+    let a = &mut w.active;
+    if a.allocated >= end + chunk / 2 {
+        return;
+    }
+    const ZEROS: usize = 1 << 20;
+    if w.zeros.len() != ZEROS {
+        w.zeros = vec![0u8; ZEROS];
+    }
+    let target = end + chunk;
+    let mut at = a.allocated.max(end);
+    while at < target {
+        let n = ((target - at) as usize).min(ZEROS);
+        if let Err(e) = a.seg.file.write_all_at(&w.zeros[..n], at) {
+            tracing::debug!(error = %e, "preallocation failed");
+            break;
+        }
+        at += n as u64;
+    }
+    a.allocated = at;
+}
+
+/// Cuts preallocated zeros off the active segment's file (before it is sealed or closed).
+fn trim_preallocation(a: &mut ActiveSegment) -> Result<()> {
+    let len = a.seg.len();
+    if a.allocated > len {
+        a.seg
+            .file
+            .set_len(len)
+            .map_err(|e| LogError::io("trim segment", &a.seg.paths.log, e))?;
+        a.allocated = len;
+    }
+    Ok(())
+}
+
 /// Writes `data` (records described by `meta`) at the end of the active segment and publishes it.
 /// On a write error the file is cut back to where it was; if that fails too, the log enters the failed state.
 fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendInfo> {
@@ -415,6 +467,7 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendIn
     if let Err(e) = seg.file.write_all_at(data, pos0) {
         active.builder = saved_builder;
         let path = seg.paths.log.clone();
+        active.allocated = pos0;
         match seg.file.set_len(pos0) {
             Ok(()) => {
                 tracing::warn!(path = %path.display(), error = %e, "append failed; partial write rolled back")
@@ -426,6 +479,7 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendIn
         }
         return Err(LogError::io("write segment", path, e));
     }
+    active.allocated = active.allocated.max(pos);
     if !new_offsets.is_empty() || !new_times.is_empty() {
         let mut idx = seg.index.write();
         idx.offsets.extend_from_slice(new_offsets);
@@ -446,6 +500,7 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendIn
     c.appends.fetch_add(1, Ordering::Relaxed);
     c.records.fetch_add(w.meta.len() as u64, Ordering::Relaxed);
     c.bytes.fetch_add(bytes, Ordering::Relaxed);
+    preallocate(inner, w, pos);
     let pending = {
         let idx = seg.index.read();
         (idx.offsets.len() - w.active.flushed_offsets).max(idx.times.len() - w.active.flushed_times)
@@ -826,6 +881,7 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
         );
         ActiveSegment {
             last_record: cut.last.map(|(o, p)| ((o - seg.base) as u32, p)),
+            allocated: cut.pos,
             flushed_offsets: index.offsets.len(),
             flushed_times: index.times.len(),
             seg,
@@ -868,8 +924,9 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     }
     let w = &mut *guard;
     flush_active_index(inner, w);
+    let trimmed = trim_preallocation(&mut w.active);
     let a = &w.active;
-    let mut clean = !w.index_dirty && !inner.failed.load(Ordering::Acquire);
+    let mut clean = trimmed.is_ok() && !w.index_dirty && !inner.failed.load(Ordering::Acquire);
     for (f, p) in [
         (&a.index_file, &a.seg.paths.index),
         (&a.time_file, &a.seg.paths.time),
