@@ -78,7 +78,10 @@ async fn take(stream: &mut Streaming<pb::Message>, n: usize) -> Vec<pb::Message>
 
 /// The status the stream ends with.
 async fn end_status(stream: &mut Streaming<pb::Message>) -> tonic::Status {
-    match tokio::time::timeout(WAIT, stream.next()).await.expect("stream ends in time") {
+    match tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("stream ends in time")
+    {
         Some(Ok(m)) => panic!("expected the end, got message at offset {}", m.offset),
         Some(Err(status)) => status,
         None => panic!("stream ended without a status"),
