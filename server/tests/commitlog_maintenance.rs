@@ -521,3 +521,70 @@ fn checkpoints_are_atomic_under_concurrent_readers() {
     assert!(files(dir.path(), ".tmp").is_empty());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n99\n");
 }
+
+#[test]
+fn readers_run_concurrently_with_appends_rolls_retention_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_max_messages: Some(3000),
+        ..small()
+    };
+    let (log, _) = open(dir.path(), cfg);
+    const N: u64 = 6_000;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3u64)
+        .map(|r| {
+            let (log, done) = (log.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ r;
+                let mut batches = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let end = log.end_offset().max(1);
+                    let start = (x >> 33) % end;
+                    let got = if r == 2 {
+                        let mut v = log.read_reverse(start, 3000).unwrap();
+                        v.reverse();
+                        v
+                    } else {
+                        log.read(start, 3000, u64::MAX).unwrap()
+                    };
+                    for w in got.windows(2) {
+                        assert!(w[0].offset < w[1].offset);
+                    }
+                    for rec in &got {
+                        let e = keyed(rec.offset);
+                        assert_eq!(
+                            (&rec.key, &rec.value),
+                            (&e.key, &e.value),
+                            "offset {}",
+                            rec.offset
+                        );
+                    }
+                    batches += 1;
+                }
+                batches
+            })
+        })
+        .collect();
+    let mut i = 0;
+    while i < N {
+        let batch: Vec<_> = (i..i + 10).map(keyed).collect();
+        log.append(1, &batch).unwrap();
+        i += 10;
+        log.set_high_watermark(i as i64 - 1).unwrap();
+        if i % 500 == 0 {
+            log.enforce_retention(SystemTime::now()).unwrap();
+            log.compact(log.high_watermark()).unwrap();
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(log.oldest_offset() > 0);
+    let all = read_all(&log);
+    assert_eq!(all.last().unwrap().offset, N - 1);
+}

@@ -264,7 +264,6 @@ fn rewrite_segment(inner: &LogInner, seg: &Arc<Segment>, keep: &KeepFn<'_>) -> R
         let mut out: Vec<u8> = Vec::with_capacity(1 << 20);
         let mut written = 0u64;
         let mut last: Option<(u64, u64)> = None;
-        let mut first_ts = i64::MIN;
         let mut write_err: Option<LogError> = None;
         seg.visit(0, seg.len(), 1 << 20, |buf, at, _, h, l| {
             if !keep(buf, at, h.offset, l) {
@@ -279,9 +278,6 @@ fn rewrite_segment(inner: &LogInner, seg: &Arc<Segment>, keep: &KeepFn<'_>) -> R
                 &mut index.offsets,
                 &mut index.times,
             );
-            if last.is_none() {
-                first_ts = h.timestamp_ns;
-            }
             last = Some((h.offset, pos));
             if let Some(bytes) = buf.get(at..at + size) {
                 out.extend_from_slice(bytes);
@@ -331,7 +327,7 @@ fn rewrite_segment(inner: &LogInner, seg: &Arc<Segment>, keep: &KeepFn<'_>) -> R
             len: written,
             next_offset: last_offset + 1,
             max_ts: builder.max_ts,
-            first_ts,
+            first_write: i64::MIN,
         };
         Ok(Rewrite {
             old: seg.clone(),

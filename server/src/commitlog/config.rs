@@ -42,7 +42,8 @@ pub struct LogConfig {
     /// A segment is rolled once appending a batch would take it past this size (`streams.segment.max.bytes`).
     /// A batch larger than this is written alone into a fresh segment.
     pub segment_max_bytes: u64,
-    /// A non-empty active segment is rolled once its first record is this old (`streams.segment.max.age`).
+    /// A non-empty active segment is rolled once this much wall-clock time has passed since its first write
+    /// (`streams.segment.max.age`).
     pub segment_max_age: Option<Duration>,
     /// Retention by size: delete the oldest sealed segments while the log exceeds this many bytes
     /// (`streams.retention.max.bytes`; `None` = no limit).

@@ -50,7 +50,7 @@ use super::index::{
     IndexBuilder, IndexProblem, OffsetEntry, SegmentIndex, parse_offsets, parse_times,
 };
 use super::leader_epoch::LeaderEpochCache;
-use super::record::{FrameError, RECORD_HEADER_LEN, check_record, peek_header};
+use super::record::{FrameError, RECORD_HEADER_LEN, check_record};
 use super::segment::{
     CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentPaths, SegmentState, Step,
     TIME_INDEX_SUFFIX, TRUNCATED_SUFFIX,
@@ -201,7 +201,6 @@ struct Scan {
     valid_len: u64,
     records: u64,
     bytes: u64,
-    first_ts: Option<i64>,
     last: Option<(u64, u64)>,
     damage: Option<(u64, String)>,
     fresh: SegmentIndex,
@@ -228,7 +227,6 @@ fn scan(
     let mut offsets = Verdict::Ok;
     let mut times = Verdict::Ok;
     let mut records = 0u64;
-    let mut first_ts = None;
     let mut last: Option<(u64, u64)> = None;
     let mut damage = None;
     let mut running_max = builder.max_ts;
@@ -326,9 +324,6 @@ fn scan(
                 &mut fresh.offsets,
                 &mut fresh.times,
             );
-            if first_ts.is_none() && rpos == 0 {
-                first_ts = Some(h.timestamp_ns);
-            }
             last = Some((o, rpos));
             records += 1;
             at += total;
@@ -352,7 +347,6 @@ fn scan(
         valid_len,
         records,
         bytes: valid_len - from.pos,
-        first_ts,
         last,
         damage,
         fresh,
@@ -414,16 +408,6 @@ fn zeros_to_end(file: &dyn LogFile, path: &Path, mut pos: u64, end: u64) -> Resu
         pos += got as u64;
     }
     Ok(true)
-}
-
-/// Reads the first record's timestamp.
-fn first_timestamp(file: &dyn LogFile, path: &Path, len: u64) -> Result<i64> {
-    if len < RECORD_HEADER_LEN as u64 {
-        return Ok(i64::MIN);
-    }
-    let mut head = [0u8; RECORD_HEADER_LEN];
-    read_full_at(file, &mut head, 0).map_err(|e| LogError::io("read segment", path, e))?;
-    Ok(peek_header(&head).map_or(i64::MIN, |h| h.timestamp_ns))
 }
 
 /// Parses `<20 digits><suffix>`.
@@ -518,7 +502,7 @@ fn recover_segment(
                 len: file_len,
                 next_offset: base + u64::from(last.rel) + 1,
                 max_ts,
-                first_ts: i64::MIN,
+                first_write: i64::MIN,
             };
             return Ok(Some(Recovered {
                 seg: Arc::new(Segment::new(base, paths, file, state, existing)),
@@ -723,15 +707,22 @@ fn recover_segment(
         }
     }
 
-    let first_ts = match s.first_ts {
-        Some(t) => t,
-        None => first_timestamp(file.as_ref(), &paths.log, s.valid_len)?,
+    // The first write into the active segment: the file's creation time is the best estimate left.
+    let first_write = if is_last && s.valid_len > 0 {
+        let meta = fs::metadata(&paths.log).ok();
+        let t = meta
+            .as_ref()
+            .and_then(|m| m.created().or_else(|_| m.modified()).ok())
+            .unwrap_or_else(std::time::SystemTime::now);
+        super::writer::now_ns(t)
+    } else {
+        i64::MIN
     };
     let state = SegmentState {
         len: s.valid_len,
         next_offset: s.last.map_or(base, |(o, _)| o + 1),
         max_ts: builder.max_ts,
-        first_ts,
+        first_write,
     };
     let seg = Arc::new(Segment::new(base, paths, file, state, index));
     let active = match (is_last, index_file, time_file) {

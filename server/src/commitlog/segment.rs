@@ -85,8 +85,9 @@ pub(crate) struct Segment {
     next_offset: AtomicU64,
     /// Largest record timestamp (`i64::MIN` when empty).
     max_ts: AtomicI64,
-    /// Timestamp of the first record (`i64::MIN` when empty); drives roll by age.
-    first_ts: AtomicI64,
+    /// Wall-clock time (ns since the epoch) of the first write into this segment, `i64::MIN` when empty or
+    /// unknown; drives roll by age.
+    first_write: AtomicI64,
     /// Sparse offset and time index.
     pub index: RwLock<SegmentIndex>,
 }
@@ -100,8 +101,8 @@ pub(crate) struct SegmentState {
     pub next_offset: u64,
     /// Largest timestamp.
     pub max_ts: i64,
-    /// First record's timestamp.
-    pub first_ts: i64,
+    /// Wall-clock time of the first write (`i64::MIN` when empty or unknown).
+    pub first_write: i64,
 }
 
 impl SegmentState {
@@ -111,7 +112,7 @@ impl SegmentState {
             len: 0,
             next_offset: base,
             max_ts: i64::MIN,
-            first_ts: i64::MIN,
+            first_write: i64::MIN,
         }
     }
 }
@@ -132,7 +133,7 @@ impl Segment {
             len: AtomicU64::new(state.len),
             next_offset: AtomicU64::new(state.next_offset),
             max_ts: AtomicI64::new(state.max_ts),
-            first_ts: AtomicI64::new(state.first_ts),
+            first_write: AtomicI64::new(state.first_write),
             index: RwLock::new(index),
         }
     }
@@ -157,23 +158,17 @@ impl Segment {
         self.max_ts.load(Ordering::Acquire)
     }
 
-    /// First record's timestamp (`i64::MIN` when empty).
-    pub fn first_ts(&self) -> i64 {
-        self.first_ts.load(Ordering::Acquire)
+    /// Wall-clock time of the first write (`i64::MIN` when empty or unknown).
+    pub fn first_write(&self) -> i64 {
+        self.first_write.load(Ordering::Acquire)
     }
 
     /// Publishes appended records (writer only). `len` is stored last so that readers that see it also see
     /// the bytes and the other fields.
-    pub fn publish_append(
-        &self,
-        new_len: u64,
-        next_offset: u64,
-        batch_max_ts: i64,
-        batch_first_ts: i64,
-    ) {
+    pub fn publish_append(&self, new_len: u64, next_offset: u64, batch_max_ts: i64, now_ns: i64) {
         self.max_ts.fetch_max(batch_max_ts, Ordering::AcqRel);
-        if self.first_ts.load(Ordering::Acquire) == i64::MIN {
-            self.first_ts.store(batch_first_ts, Ordering::Release);
+        if self.first_write.load(Ordering::Acquire) == i64::MIN {
+            self.first_write.store(now_ns, Ordering::Release);
         }
         self.next_offset.store(next_offset, Ordering::Release);
         self.len.store(new_len, Ordering::Release);
@@ -184,16 +179,12 @@ impl Segment {
         self.len.store(state.len, Ordering::Release);
         self.next_offset.store(state.next_offset, Ordering::Release);
         self.max_ts.store(state.max_ts, Ordering::Release);
-        self.first_ts.store(state.first_ts, Ordering::Release);
+        self.first_write.store(state.first_write, Ordering::Release);
     }
 
-    /// Reads up to `n` bytes at `pos`; shorter only if the file is shorter (it was truncated meanwhile).
-    pub fn read_chunk(&self, pos: u64, n: usize) -> Result<Bytes> {
-        self.read_chunk_into(pos, n, &mut BytesMut::new())
-    }
-
-    /// Like [`Segment::read_chunk`], reusing `scratch`'s allocation when no earlier chunk cut from it is
-    /// still alive (avoids fresh pages — and their page faults — on every read).
+    /// Reads up to `n` bytes at `pos` (fewer only if the file is shorter: it was truncated meanwhile), reusing
+    /// `scratch`'s allocation when no earlier chunk cut from it is still alive (avoids fresh pages — and their
+    /// page faults — on every read).
     pub fn read_chunk_into(&self, pos: u64, n: usize, scratch: &mut BytesMut) -> Result<Bytes> {
         scratch.clear();
         scratch.reserve(n);

@@ -16,7 +16,7 @@ use super::index::{
     encode_times,
 };
 use super::leader_epoch::LeaderEpochCache;
-use super::record::{FrameError, NewRecord, check_record, encode_into, peek_header};
+use super::record::{FrameError, NewRecord, check_record, encode_into};
 use super::segment::{Segment, SegmentPaths, SegmentState, Step};
 use super::{AppendInfo, LogInner, MaintenanceReport};
 
@@ -382,8 +382,8 @@ fn maybe_roll(
     let cfg = &inner.config;
     let full = seg.len().saturating_add(batch_bytes) > cfg.segment_max_bytes;
     let old = cfg.segment_max_age.is_some_and(|age| {
-        let first_ts = seg.first_ts();
-        first_ts != i64::MIN && now.saturating_sub(first_ts) >= duration_ns(age)
+        let started = seg.first_write();
+        started != i64::MIN && now.saturating_sub(started) >= duration_ns(age)
     });
     let unaddressable = last - seg.base > u64::from(u32::MAX);
     if full || old || unaddressable {
@@ -435,7 +435,7 @@ fn trim_preallocation(a: &mut ActiveSegment) -> Result<()> {
 
 /// Writes `data` (records described by `meta`) at the end of the active segment and publishes it.
 /// On a write error the file is cut back to where it was; if that fails too, the log enters the failed state.
-fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendInfo> {
+fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8], now: i64) -> Result<AppendInfo> {
     let Writer {
         active,
         meta,
@@ -486,7 +486,7 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8]) -> Result<AppendIn
         idx.times.extend_from_slice(new_times);
     }
     let last_pos = pos - last.len as u64;
-    seg.publish_append(pos, last.offset + 1, max_ts, first.ts);
+    seg.publish_append(pos, last.offset + 1, max_ts, now);
     active.last_record = Some(((last.offset - seg.base) as u32, last_pos));
     let bytes = data.len() as u64;
     w.written += bytes;
@@ -558,7 +558,8 @@ pub(crate) fn append(inner: &LogInner, epoch: u64, records: &[NewRecord]) -> Res
         });
     }
     let last = first + records.len() as u64 - 1;
-    maybe_roll(inner, w, first, last, total, now_ns(SystemTime::now()))?;
+    let now = now_ns(SystemTime::now());
+    maybe_roll(inner, w, first, last, total, now)?;
     if latest.is_none_or(|l| epoch > l.epoch) {
         let mut cache = inner.epochs.read().clone();
         cache.assign(epoch, first);
@@ -569,7 +570,7 @@ pub(crate) fn append(inner: &LogInner, epoch: u64, records: &[NewRecord]) -> Res
     for (r, m) in records.iter().zip(w.meta.iter()) {
         encode_into(&mut buf, m.offset, epoch, r, m.len);
     }
-    let res = write_batch(inner, w, &buf);
+    let res = write_batch(inner, w, &buf, now);
     if buf.capacity() <= 64 * 1024 * 1024 {
         w.buf = buf;
     }
@@ -640,14 +641,8 @@ pub(crate) fn append_raw(inner: &LogInner, bytes: &[u8]) -> Result<AppendInfo> {
             found: first.offset,
         });
     }
-    maybe_roll(
-        inner,
-        w,
-        first.offset,
-        last.offset,
-        bytes.len() as u64,
-        now_ns(SystemTime::now()),
-    )?;
+    let now = now_ns(SystemTime::now());
+    maybe_roll(inner, w, first.offset, last.offset, bytes.len() as u64, now)?;
     let mut cache = inner.epochs.read().clone();
     let mut changed = false;
     for (e, start) in epochs {
@@ -659,7 +654,7 @@ pub(crate) fn append_raw(inner: &LogInner, bytes: &[u8]) -> Result<AppendInfo> {
         store_epochs(inner, cache)?;
     }
     w.meta = meta;
-    let mut info = write_batch(inner, w, bytes)?;
+    let mut info = write_batch(inner, w, bytes, now)?;
     let written = w.written;
     drop(guard);
     info.synced = after_append(inner, written)?;
@@ -714,8 +709,8 @@ pub(crate) fn maintain(inner: &LogInner, now: SystemTime) -> Result<MaintenanceR
         let seg = &w.active.seg;
         if let Some(age) = inner.config.segment_max_age
             && !seg.is_empty()
-            && seg.first_ts() != i64::MIN
-            && now_ns(now).saturating_sub(seg.first_ts()) >= duration_ns(age)
+            && seg.first_write() != i64::MIN
+            && now_ns(now).saturating_sub(seg.first_write()) >= duration_ns(age)
         {
             let base = inner.end_offset.load(Ordering::Acquire);
             roll(inner, w, base)?;
@@ -861,17 +856,16 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
             tracing::warn!(error = %e, "index rewrite after truncation failed; it will be rebuilt on the next open");
             w.index_dirty = true;
         }
-        let first_ts = if cut.pos == 0 {
-            i64::MIN
-        } else {
-            let head = seg.read_chunk(0, super::record::RECORD_HEADER_LEN)?;
-            peek_header(&head).map_or(i64::MIN, |h| h.timestamp_ns)
+        let first_write = match (cut.pos, seg.first_write()) {
+            (0, _) => i64::MIN,
+            (_, i64::MIN) => now_ns(SystemTime::now()),
+            (_, t) => t,
         };
         seg.publish_truncate(SegmentState {
             len: cut.pos,
             next_offset: cut.last.map_or(seg.base, |(o, _)| o + 1),
             max_ts: cut.max_ts,
-            first_ts,
+            first_write,
         });
         let builder = IndexBuilder::resume(
             inner.config.index_interval_bytes,
