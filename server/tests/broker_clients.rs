@@ -654,6 +654,43 @@ async fn in_process_subscriber_queues_are_bounded() {
     broker.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_to_a_busy_in_process_subscriber_are_absorbed_not_dropped() {
+    // A queue of 100 messages and a burst of 20,000 from TCP: publishers wait briefly at 75 instead of dropping.
+    let broker = start(BrokerConfig {
+        in_process_pending_msgs: 100,
+        ..config()
+    })
+    .await;
+    let bus = broker.bus();
+    let mut partition = bus.subscribe("orders".into(), None).await.unwrap();
+    let consumer = tokio::spawn(async move {
+        let mut expected = 0u32;
+        while expected < 20_000 {
+            let message = next_local(&mut partition).await;
+            assert_eq!(
+                message.payload,
+                Bytes::from(expected.to_string()),
+                "in order, none lost"
+            );
+            expected += 1;
+        }
+    });
+    let nc = client(&broker).await;
+    for i in 0..20_000u32 {
+        nc.publish("orders", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    nc.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), consumer)
+        .await
+        .expect("consumer done in time")
+        .unwrap();
+    assert_eq!(broker.stats().local_dropped, 0);
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn in_process_queue_groups_and_dropped_subscriptions() {
     let broker = start(config()).await;

@@ -546,7 +546,7 @@ impl Reader {
     /// stopped early because a subscriber's buffer is nearly full (the batch must be finished first).
     fn process(&mut self, buf: &mut BytesMut) -> Result<Option<usize>, CloseReason> {
         loop {
-            if !self.batch.stalled.is_empty() {
+            if self.batch.is_stalled() {
                 return Ok(None);
             }
             match protocol::parse(buf, &self.limits) {

@@ -8,23 +8,29 @@
 //!
 //! # Bounded in-process queues
 //! Each in-process subscription has a queue bounded by `in_process_pending_msgs` messages and
-//! `in_process_pending_bytes` payload bytes ([`super::BrokerConfig`]). When a subscriber falls that far behind,
-//! new messages for it are **dropped** and counted ([`super::BrokerStats::local_dropped`]), with a warning at
-//! most every few seconds — the same policy nats-server applies to slow consumers, and what the server already
-//! tolerates on real NATS (the `async-nats` client drops too). Publishers never wait on a subscriber, so a stuck
-//! partition actor cannot stall the broker, TCP clients, or other partitions, and cannot take unbounded memory.
-//! The limits are approximate by the number of concurrent publishers (each checks, then adds).
+//! `in_process_pending_bytes` payload bytes ([`super::BrokerConfig`]).
+//! - Over three quarters of the bound, publishers (a TCP client's batch of input, or an in-process `publish`)
+//!   wait briefly — at most 10 ms per batch — for the subscriber to catch up: bursts are absorbed by short
+//!   backpressure instead of losses.
+//! - At the bound, new messages for that subscriber are **dropped** and counted
+//!   ([`super::BrokerStats::local_dropped`]), with a warning at most every few seconds — the policy nats-server
+//!   applies to slow consumers, and what the server already gets on real NATS (the `async-nats` client drops
+//!   when a subscription's channel is full).
+//!
+//! No publisher ever waits on a subscriber for more than those few milliseconds, so a stuck partition actor
+//! cannot stall the broker, TCP clients or other partitions, and cannot take unbounded memory. The bounds are
+//! approximate by the number of concurrent publishers (each checks, then adds).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::protocol;
 use super::router::{Batch, Counters, Outgoing, Rng, Router};
@@ -34,6 +40,17 @@ use crate::bus::{Bus, BusError, BusMessage, BusSubscription, Headers};
 
 /// Minimum time between two warnings about drops on one in-process subscription.
 const DROP_WARN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The outcome of [`LocalQueue::push`].
+pub(crate) enum Push {
+    /// Queued; `stall` if the queue is now over three quarters of its bound.
+    Queued {
+        /// The publisher should give the subscriber a moment.
+        stall: bool,
+    },
+    /// The queue is full (or the subscriber gone): the message was dropped.
+    Dropped,
+}
 
 /// An in-process subscriber's bounded queue (see the module docs for the policy).
 pub(crate) struct LocalQueue {
@@ -55,11 +72,15 @@ pub(crate) struct LocalQueue {
     created: std::time::Instant,
     /// The subscription's subject, for the warning.
     subject: String,
+    /// Notified when the subscriber takes messages while a publisher waits (`stall_waiting`).
+    drained: Notify,
+    /// A publisher is waiting on `drained`.
+    stall_waiting: AtomicBool,
 }
 
 impl LocalQueue {
-    /// Queues `message` unless the subscriber is too far behind; returns whether it was queued.
-    pub(crate) fn push(&self, message: BusMessage, counters: &Counters) -> bool {
+    /// Queues `message` unless the subscriber is too far behind.
+    pub(crate) fn push(&self, message: BusMessage, counters: &Counters) -> Push {
         let size = message.payload.len();
         let over = self.pending_msgs.load(Ordering::Acquire) >= self.max_msgs
             || self
@@ -68,14 +89,16 @@ impl LocalQueue {
                 .saturating_add(size)
                 > self.max_bytes;
         if !over {
-            self.pending_msgs.fetch_add(1, Ordering::AcqRel);
-            self.pending_bytes.fetch_add(size, Ordering::AcqRel);
+            let msgs = self.pending_msgs.fetch_add(1, Ordering::AcqRel) + 1;
+            let bytes = self.pending_bytes.fetch_add(size, Ordering::AcqRel) + size;
             if self.tx.send(message).is_ok() {
-                return true;
+                return Push::Queued {
+                    stall: self.over_threshold(msgs, bytes),
+                };
             }
             // The subscriber is gone; its guard is removing the subscription.
             self.taken(size);
-            return false;
+            return Push::Dropped;
         }
         let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         counters.local_dropped.fetch_add(1, Ordering::Relaxed);
@@ -97,12 +120,49 @@ impl LocalQueue {
                 "embedded NATS broker: in-process subscriber is too slow, dropping messages"
             );
         }
-        false
+        Push::Dropped
     }
 
+    fn over_threshold(&self, msgs: usize, bytes: usize) -> bool {
+        msgs > self.max_msgs / 4 * 3 || bytes > self.max_bytes / 4 * 3
+    }
+
+    /// The subscriber took a message of `size` bytes.
     fn taken(&self, size: usize) {
-        self.pending_msgs.fetch_sub(1, Ordering::AcqRel);
-        self.pending_bytes.fetch_sub(size, Ordering::AcqRel);
+        let msgs = self
+            .pending_msgs
+            .fetch_sub(1, Ordering::AcqRel)
+            .saturating_sub(1);
+        let bytes = self
+            .pending_bytes
+            .fetch_sub(size, Ordering::AcqRel)
+            .saturating_sub(size);
+        if self.stall_waiting.load(Ordering::Acquire)
+            && !self.over_threshold(msgs, bytes)
+            && self.stall_waiting.swap(false, Ordering::AcqRel)
+        {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until the queue is back under its stall threshold, the subscriber is gone, or `deadline`.
+    pub(crate) async fn wait_drained(&self, deadline: tokio::time::Instant) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let (msgs, bytes) = (
+                self.pending_msgs.load(Ordering::Acquire),
+                self.pending_bytes.load(Ordering::Acquire),
+            );
+            if !self.over_threshold(msgs, bytes) || self.tx.is_closed() {
+                return;
+            }
+            self.stall_waiting.store(true, Ordering::Release);
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -340,6 +400,8 @@ impl Bus for EmbeddedBus {
                 last_warning: AtomicU64::new(u64::MAX),
                 created: std::time::Instant::now(),
                 subject: subject.clone(),
+                drained: Notify::new(),
+                stall_waiting: AtomicBool::new(false),
             });
             let sub = self.subscribe_with(
                 &subject,

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::config::BrokerConfig;
 use super::connection::{Append, Client, CloseReason};
-use super::local::ReplyMux;
+use super::local::{LocalQueue, Push, ReplyMux};
 use super::protocol::{self, ServerInfo};
 use super::sublist::{Matches, Sublist};
 use super::subscription::{Subscription, Target};
@@ -96,16 +96,19 @@ const STALL_MAX: std::time::Duration = std::time::Duration::from_millis(10);
 ///
 /// - `wake`: clients whose outbound buffer went from empty to non-empty; their writers are woken once at the
 ///   end of the batch instead of once per message.
-/// - `stalled`: clients whose buffer is over three quarters of `max_pending`. Like nats-server, the publisher
-///   then waits a little (at most [`STALL_MAX`] per batch) for them to drain, so that a fast publisher does not
-///   push a healthy but momentarily slower subscriber over the limit; a subscriber that stays stuck is still
-///   disconnected once it reaches `max_pending`.
+/// - `stalled`: clients whose buffer is over three quarters of `max_pending`, and in-process subscribers whose
+///   queue is over three quarters of its bound. Like nats-server, the publisher then waits a little (at most
+///   [`STALL_MAX`] per batch) for them to drain, so that a fast publisher does not push a healthy but momentarily
+///   slower subscriber over its limit; a subscriber that stays stuck still reaches the limit (TCP clients are then
+///   disconnected, in-process subscribers lose messages), and nobody waits on it for long.
 #[derive(Default)]
 pub(crate) struct Batch {
     /// Writers to wake.
     pub(crate) wake: Vec<Arc<Client>>,
     /// Nearly full clients to wait for.
     pub(crate) stalled: Vec<Arc<Client>>,
+    /// Nearly full in-process queues to wait for.
+    pub(crate) stalled_local: Vec<Arc<LocalQueue>>,
 }
 
 impl Batch {
@@ -126,15 +129,30 @@ impl Batch {
         }
     }
 
-    /// Wakes writers, then waits (briefly) for nearly full clients to drain.
+    /// Notes an in-process queue over its stall threshold.
+    pub(crate) fn stalled_local(&mut self, queue: &Arc<LocalQueue>) {
+        if !self.stalled_local.iter().any(|q| Arc::ptr_eq(q, queue)) {
+            self.stalled_local.push(queue.clone());
+        }
+    }
+
+    /// Whether a subscriber is nearly full (the batch should be finished before routing more).
+    pub(crate) fn is_stalled(&self) -> bool {
+        !self.stalled.is_empty() || !self.stalled_local.is_empty()
+    }
+
+    /// Wakes writers, then waits (briefly) for nearly full subscribers to drain.
     pub(crate) async fn finish(&mut self) {
         self.wake();
-        if self.stalled.is_empty() {
+        if !self.is_stalled() {
             return;
         }
         let deadline = tokio::time::Instant::now() + STALL_MAX;
         for client in self.stalled.drain(..) {
             client.wait_drained(deadline).await;
+        }
+        for queue in self.stalled_local.drain(..) {
+            queue.wait_drained(deadline).await;
         }
     }
 }
@@ -335,7 +353,15 @@ impl Router {
                     Some(message) => message.clone(),
                     None => local.insert(msg.to_bus_message()).clone(),
                 };
-                queue.push(message, &self.counters)
+                match queue.push(message, &self.counters) {
+                    Push::Queued { stall } => {
+                        if stall {
+                            batch.stalled_local(queue);
+                        }
+                        true
+                    }
+                    Push::Dropped => false,
+                }
             }
             Target::Replies(mux) => mux.resolve(msg.subject, || match local {
                 Some(message) => message.clone(),
