@@ -899,6 +899,41 @@ async fn a_taken_port_suggests_the_nats_server_there() {
 }
 
 #[tokio::test]
+async fn a_nats_server_config_file_drives_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("embedded.conf");
+    std::fs::write(
+        &path,
+        "# nats.embedded.config\nlisten: 127.0.0.1:-1\nserver_name: \"lb-embedded\"\n\
+         authorization {\n  token: \"3secret\"  // quoted: it starts with a digit\n}\n\
+         max_payload = 2KB\nping_interval: \"1m\"\n",
+    )
+    .unwrap();
+    let config = BrokerConfig::from_file(&path).unwrap();
+    let broker = start(config).await;
+    let nc = tokio::time::timeout(
+        WAIT,
+        ConnectOptions::with_token("3secret".into()).connect(broker.client_url()),
+    )
+    .await
+    .expect("in time")
+    .expect("token from the file works");
+    let info = nc.server_info();
+    assert_eq!(
+        (info.max_payload, info.server_name.as_str()),
+        (2048, "lb-embedded")
+    );
+    assert!(info.auth_required);
+    std::fs::write(&path, "listen: 127.0.0.1:-1\ncluster { port: 6222 }\n").unwrap();
+    let err = BrokerConfig::from_file(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("embedded.conf:2") && err.contains("`cluster`"),
+        "{err}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn many_subscriptions_stay_fast() {
     let broker = start(config()).await;
     let bus = broker.bus();

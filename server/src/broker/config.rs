@@ -32,6 +32,9 @@ use super::protocol::ConnectOptions;
 /// One mebibyte.
 const MIB: usize = 1024 * 1024;
 
+/// Upper bound of the duration settings (keeps timer arithmetic far from overflow).
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The keys the configuration file may contain, for error messages.
 pub const SUPPORTED_KEYS: &str = "listen, host, port, server_name, authorization { user, password, token, timeout }, \
      max_payload, max_pending, max_control_line, max_connections, ping_interval, ping_max, write_deadline";
@@ -270,13 +273,16 @@ impl BrokerConfig {
         if self.max_connections == 0 {
             return fail("max_connections must be at least 1".into());
         }
-        if self.ping_interval.is_zero()
-            || self.write_deadline.is_zero()
-            || self.auth_timeout.is_zero()
-        {
-            return fail(
-                "ping_interval, write_deadline and the auth timeout must be positive".into(),
-            );
+        for (name, value) in [
+            ("ping_interval", self.ping_interval),
+            ("write_deadline", self.write_deadline),
+            ("authorization.timeout", self.auth_timeout),
+        ] {
+            if value.is_zero() || value > MAX_DURATION {
+                return fail(format!(
+                    "{name} must be positive and at most 7 days, not {value:?}"
+                ));
+            }
         }
         if self.max_pings_out == 0 {
             return fail("ping_max must be at least 1".into());
@@ -511,7 +517,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| bad())?;
+        let part = Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
         rest = tail;
     }
     Ok(total)
@@ -613,6 +620,8 @@ mod tests {
             "authorization { user: a }",
             "authorization { user: a, password: b, token: c }",
             "authorization: 3",
+            "ping_interval: 10000h",
+            "write_deadline: 0",
             "listen: [1, 2]",
             "max_payload: 2MB\nmax_pending: 1MB",
         ] {
