@@ -1,10 +1,14 @@
 //! The NATS client protocol on the wire: a parser for what clients send and encoders for what the server sends.
 //!
-//! Client → server: `CONNECT {json}`, `PUB <subject> [reply] <size>` + payload, `HPUB <subject> [reply]
-//! <header size> <total size>` + headers and payload, `SUB <subject> [queue] <sid>`, `UNSUB <sid> [max]`,
-//! `PING`, `PONG` (and `INFO`, `+OK`, `-ERR`, which servers accept). Operation names are case-insensitive,
-//! arguments are separated by spaces or tabs, a control line ends with `\n` (usually `\r\n`) and a payload is
-//! followed by exactly `\r\n`.
+//! Client → server:
+//! - `CONNECT {json}`
+//! - `PUB <subject> [reply] <size>`, then the payload
+//! - `HPUB <subject> [reply] <header size> <total size>`, then the headers and the payload
+//! - `SUB <subject> [queue] <sid>` and `UNSUB <sid> [max]`
+//! - `PING`, `PONG` (and `INFO`, `+OK`, `-ERR`, which servers accept).
+//!
+//! Operation names are case-insensitive, arguments are separated by spaces or tabs, a control line ends with
+//! `\n` (usually `\r\n`) and a payload is followed by exactly `\r\n`.
 //!
 //! [`parse`] looks at the front of a buffer and returns one complete operation (as [`Span`]s into the buffer, so
 //! nothing is copied), says how many bytes it needs, or returns a [`ProtocolError`]. It is stateless: a command
