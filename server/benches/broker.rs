@@ -113,6 +113,59 @@ async fn core_pub_sub(url: &str, n: u64, size: usize) -> (f64, u64) {
     (got as f64 / elapsed.as_secs_f64().max(1e-9), got)
 }
 
+/// Messages per second through the server with raw-socket clients that cost next to nothing (pre-encoded
+/// `PUB`s written in big chunks; the subscriber only counts bytes): the server's own routing capacity.
+async fn raw_pub_sub(url: &str, n: u64, size: usize) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("nats://").to_string();
+    async fn handshake(addr: &str, extra: &str) -> tokio::net::TcpStream {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .write_all(format!("CONNECT {{}}\r\n{extra}PING\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut seen = Vec::new();
+        while !seen.windows(6).any(|w| w == b"PONG\r\n") {
+            let mut chunk = vec![0u8; 4096];
+            let read = stream.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "closed during handshake");
+            seen.extend_from_slice(&chunk[..read]);
+        }
+        stream
+    }
+    let mut sub = handshake(&addr, "SUB raw.bench 1\r\n").await;
+    let mut publisher = handshake(&addr, "").await;
+    let payload = vec![b'x'; size];
+    let msg_len = format!("MSG raw.bench 1 {size}\r\n").len() + size + 2;
+    let expected = n as usize * msg_len;
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0usize;
+        let mut first = None;
+        while got < expected {
+            let read = sub.read(&mut buf).await.expect("read");
+            if read == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            got += read;
+        }
+        first.map(|f| f.elapsed()).unwrap_or_default()
+    });
+    let mut chunk = Vec::new();
+    for _ in 0..1000 {
+        chunk.extend_from_slice(format!("PUB raw.bench {size}\r\n").as_bytes());
+        chunk.extend_from_slice(&payload);
+        chunk.extend_from_slice(b"\r\n");
+    }
+    for _ in 0..n / 1000 {
+        publisher.write_all(&chunk).await.expect("write");
+    }
+    let elapsed = reader.await.expect("reader");
+    (n / 1000 * 1000) as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
 /// Request/reply round trips through the server: (p50, p99) in microseconds.
 async fn request_latency(url: &str, n: usize) -> (u64, u64) {
     let responder = async_nats::connect(url).await.expect("connect");
@@ -195,6 +248,22 @@ fn main() {
                 let (reference, got_n) = client_rt.block_on(core_pub_sub(&nats.url, n, size));
                 println!(
                     "{line} | nats-server {reference:>10.0} msg/s (got {got_n}) | ratio {:.2}",
+                    embedded / reference
+                );
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    println!("core pub -> sub, raw-socket clients (the server's routing capacity)");
+    for (size, n) in [(128usize, scaled(5_000_000)), (1024, scaled(1_000_000))] {
+        let embedded = client_rt.block_on(raw_pub_sub(&embedded_url, n, size));
+        let line = format!("  {size:>5} B x {n}: embedded {embedded:>10.0} msg/s");
+        match &nats {
+            Some(nats) => {
+                let reference = client_rt.block_on(raw_pub_sub(&nats.url, n, size));
+                println!(
+                    "{line} | nats-server {reference:>10.0} msg/s | ratio {:.2}",
                     embedded / reference
                 );
             }
