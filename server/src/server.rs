@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{AckRouter, ApiContext, ApiService};
+use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::bus::nats::NatsOptions;
 use crate::bus::{Bus, NatsBus};
 use crate::config::Config;
@@ -36,6 +37,9 @@ pub enum ServerError {
     /// NATS could not be reached.
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
+    /// The embedded NATS broker could not start (its message says why and what to do instead).
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
     /// The metadata could not be loaded.
     #[error(transparent)]
     Metadata(#[from] crate::metadata::MetadataError),
@@ -54,6 +58,8 @@ pub struct ServerInfo {
     pub server_id: String,
     /// The gRPC address actually bound.
     pub addr: std::net::SocketAddr,
+    /// `nats://…` of the embedded broker, when the server runs one (standalone mode).
+    pub nats_url: Option<String>,
 }
 
 /// The Liftbridge server.
@@ -88,15 +94,11 @@ impl Server {
             .local_addr()
             .map_err(|e| ServerError::Transport(e.to_string()))?;
 
-        if config.nats.use_embedded() {
-            return Err(ServerError::Unsupported(
-                "the embedded NATS broker is not implemented yet: start a NATS server and pass \
-                 -n nats://127.0.0.1:4222 (or set nats.servers)"
-                    .into(),
-            ));
-        }
-        let bus: Arc<dyn Bus> = Arc::new(
-            NatsBus::connect(&NatsOptions {
+        let (bus, broker): (Arc<dyn Bus>, Option<EmbeddedBroker>) = if config.nats.use_embedded() {
+            let broker = start_broker(&config).await?;
+            (Arc::new(broker.bus()), Some(broker))
+        } else {
+            let nats = NatsBus::connect(&NatsOptions {
                 servers: config.nats.servers.clone(),
                 user: config.nats.user.clone(),
                 password: config.nats.password.clone(),
@@ -105,8 +107,10 @@ impl Server {
                     config.clustering.namespace, server_id
                 )),
             })
-            .await?,
-        );
+            .await?;
+            (Arc::new(nats), None)
+        };
+        let nats_url = broker.as_ref().map(EmbeddedBroker::client_url);
 
         let metadata = Metadata::open(&data_dir, server_id.clone())?;
         let partitions = PartitionManager::new(
@@ -135,10 +139,12 @@ impl Server {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<ApiServer<ApiService>>().await;
 
-        tracing::info!(server_id, %addr, data_dir = %data_dir.display(), "liftbridge is ready");
+        let nats = nats_url.as_deref().unwrap_or("external");
+        tracing::info!(server_id, %addr, data_dir = %data_dir.display(), nats, "liftbridge is ready");
         on_ready(ServerInfo {
             server_id: server_id.clone(),
             addr,
+            nats_url,
         });
 
         let served = tonic::transport::Server::builder()
@@ -151,8 +157,30 @@ impl Server {
         let _ = stop_tx.send(true);
         let _ = manager_task.await;
         let _ = bus.flush().await;
+        if let Some(broker) = broker {
+            broker.shutdown().await;
+        }
         served.map_err(|e| ServerError::Transport(e.to_string()))
     }
+}
+
+/// Starts the embedded broker: the broker config file (`nats.embedded.config`) if any, then our
+/// `nats.embedded.host`/`.port` keys.
+async fn start_broker(config: &Config) -> Result<EmbeddedBroker, ServerError> {
+    let mut broker_config = match &config.nats.embedded_config {
+        Some(path) => BrokerConfig::from_file(path).map_err(crate::broker::BrokerError::from)?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(host) = &config.nats.embedded_host {
+        broker_config.host = host.clone();
+    }
+    if let Some(port) = config.nats.embedded_port {
+        broker_config.port = port;
+    }
+    if !config.nats.servers.is_empty() {
+        tracing::warn!(servers = ?config.nats.servers, "nats.embedded is set: using the embedded broker, not nats.servers");
+    }
+    Ok(EmbeddedBroker::start(broker_config, None).await?)
 }
 
 /// The configured server id, or the one generated on first start and kept in `<data.dir>/server-id`.

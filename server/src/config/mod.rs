@@ -212,6 +212,11 @@ pub struct NatsConfig {
     pub embedded: bool,
     /// A nats-server style config file for the embedded broker (`nats.embedded.config`).
     pub embedded_config: Option<PathBuf>,
+    /// Host the embedded broker listens on (ours: `nats.embedded.host`); overrides the broker config file.
+    pub embedded_host: Option<String>,
+    /// Port the embedded broker listens on (ours: `nats.embedded.port`, 0 = any free port); overrides the
+    /// broker config file. Default 4222.
+    pub embedded_port: Option<u16>,
 }
 
 impl NatsConfig {

@@ -56,6 +56,8 @@ pub const KEYS: &[&str] = &[
     "nats.tls.ca",
     "nats.embedded",
     "nats.embedded.config",
+    "nats.embedded.host",
+    "nats.embedded.port",
     "clustering.server.id",
     "clustering.namespace",
     "clustering.raft.snapshot.retain",
@@ -388,6 +390,14 @@ pub fn set(config: &mut Config, key: &str, value: &Value, origin: &str) -> Resul
         "nats.tls.ca" => c.nats.tls_ca = v.opt_string()?.map(Into::into),
         "nats.embedded" => c.nats.embedded = v.bool()?,
         "nats.embedded.config" => c.nats.embedded_config = v.opt_string()?.map(Into::into),
+        "nats.embedded.host" => c.nats.embedded_host = v.opt_string()?,
+        "nats.embedded.port" => {
+            let port = v.i64()?;
+            c.nats.embedded_port = Some(
+                u16::try_from(port)
+                    .map_err(|_| v.invalid(format!("port must be 0..=65535, got {port}")))?,
+            );
+        }
         "clustering.server.id" => c.clustering.server_id = v.opt_string()?,
         "clustering.namespace" => {
             let ns = v.string()?;

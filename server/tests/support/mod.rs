@@ -103,6 +103,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     /// The server id.
     pub server_id: String,
+    /// The embedded broker's `nats://` URL (standalone servers only).
+    pub nats_url: Option<String>,
     /// The data directory (kept by the caller's `TempDir`).
     pub data_dir: std::path::PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -116,8 +118,29 @@ impl TestServer {
         data_dir: &std::path::Path,
         tweak: impl FnOnce(&mut Config),
     ) -> TestServer {
+        let nats_url = nats_url.to_string();
+        Self::start_with(data_dir, move |config| {
+            config.nats.servers = vec![nats_url];
+            tweak(config);
+        })
+        .await
+    }
+
+    /// Starts a standalone server: its own embedded NATS broker on a free loopback port.
+    pub async fn start_standalone(
+        data_dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        Self::start_with(data_dir, move |config| {
+            config.nats.embedded_host = Some("127.0.0.1".into());
+            config.nats.embedded_port = Some(0);
+            tweak(config);
+        })
+        .await
+    }
+
+    async fn start_with(data_dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::default();
-        config.nats.servers = vec![nats_url.to_string()];
         config.data_dir = Some(data_dir.to_path_buf());
         config.port = 0;
         config.host = "127.0.0.1".into();
@@ -148,6 +171,7 @@ impl TestServer {
             }
         };
         TestServer {
+            nats_url: info.nats_url,
             addr: info.addr,
             server_id: info.server_id,
             data_dir: data_dir.to_path_buf(),
