@@ -159,8 +159,10 @@ async fn embedded_port_in_use_suggests_external_nats() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = liftbridge_server::config::Config::default();
-    config.data_dir = Some(dir.path().to_path_buf());
+    let mut config = liftbridge_server::config::Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
     config.nats.embedded_host = Some("127.0.0.1".into());
     config.nats.embedded_port = Some(port);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -211,8 +213,10 @@ async fn embedded_config_file_with_auth() {
 
     // An unsupported broker setting is refused by name.
     std::fs::write(&conf, "port: 0\njetstream: enabled\n").unwrap();
-    let mut config = liftbridge_server::config::Config::default();
-    config.data_dir = Some(dir.path().join("other"));
+    let mut config = liftbridge_server::config::Config {
+        data_dir: Some(dir.path().join("other")),
+        ..Default::default()
+    };
     config.nats.embedded_config = Some(conf.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = liftbridge_server::server::Server::run(listener, config, std::future::pending())

@@ -140,10 +140,12 @@ impl TestServer {
     }
 
     async fn start_with(data_dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::default();
-        config.data_dir = Some(data_dir.to_path_buf());
-        config.port = 0;
-        config.host = "127.0.0.1".into();
+        let mut config = Config {
+            data_dir: Some(data_dir.to_path_buf()),
+            port: 0,
+            host: "127.0.0.1".into(),
+            ..Config::default()
+        };
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
