@@ -52,10 +52,19 @@ impl Raw {
         raw
     }
 
-    /// Connects and sends `CONNECT <json>`.
-    async fn connect_with(broker: &EmbeddedBroker, connect: &str) -> Raw {
+    /// Connects and sends `CONNECT <json>`, with `verbose` and `pedantic` off unless `json` sets them (as real
+    /// clients do; nats-server's defaults for absent fields are on, see `defaults_are_nats_servers`).
+    async fn connect_with(broker: &EmbeddedBroker, json: &str) -> Raw {
+        let mut options: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).expect("test CONNECT options are JSON");
+        options.entry("verbose").or_insert(false.into());
+        options.entry("pedantic").or_insert(false.into());
         let mut raw = Raw::connect(broker).await;
-        raw.send(&format!("CONNECT {connect}\r\n")).await;
+        raw.send(&format!(
+            "CONNECT {}\r\n",
+            serde_json::Value::Object(options)
+        ))
+        .await;
         raw
     }
 
@@ -155,6 +164,24 @@ async fn info_describes_the_server() {
 }
 
 #[tokio::test]
+async fn defaults_are_nats_servers() {
+    // Before CONNECT, and for fields a CONNECT leaves out, nats-server's defaults apply: verbose and pedantic on.
+    let broker = start(config()).await;
+    let mut raw = Raw::connect(&broker).await;
+    raw.send("SUB foo 1\r\nPUB foo 1\r\nx\r\n").await;
+    assert_eq!(raw.sync().await, "+OK\r\n+OK\r\nMSG foo 1 1\r\nx\r\n");
+    raw.send("CONNECT {}\r\nPUB foo.* 1\r\nx\r\n").await;
+    assert_eq!(
+        raw.sync().await,
+        "+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\n"
+    );
+    raw.send("CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPUB foo.* 1\r\nx\r\n")
+        .await;
+    assert_eq!(raw.sync().await, "");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn verbose_acknowledges_every_operation() {
     let broker = start(config()).await;
     let mut raw = Raw::connect_with(&broker, r#"{"verbose":true}"#).await;
@@ -162,11 +189,10 @@ async fn verbose_acknowledges_every_operation() {
     raw.send("SUB foo 1\r\n").await;
     assert_eq!(raw.expect("\r\n").await, "+OK\r\n");
     raw.send("PUB foo 5\r\nhello\r\n").await;
-    // As from nats-server: the message to the publisher's own subscription is queued while the PUB is
-    // processed, and the PUB's +OK after it.
+    // As from nats-server: the PUB's +OK comes before the message it delivers to the publisher itself.
     assert_eq!(
-        raw.expect("+OK\r\n").await,
-        "MSG foo 1 5\r\nhello\r\n+OK\r\n"
+        raw.expect("hello\r\n").await,
+        "+OK\r\nMSG foo 1 5\r\nhello\r\n"
     );
     raw.send("UNSUB 1\r\n").await;
     assert_eq!(raw.expect("\r\n").await, "+OK\r\n");
@@ -187,14 +213,23 @@ async fn subject_errors_keep_the_connection() {
     raw.send("SUB foo*.bar 3\r\nPUB foo*.bar 1\r\nx\r\n").await;
     assert_eq!(raw.sync().await, "MSG foo*.bar 3 1\r\nx\r\n");
 
-    // Pedantic: partial wildcards and wildcard publishes are errors too.
+    // Pedantic: a wildcard or empty token in a publish subject gets an -ERR (nats-server still routes the
+    // message, matching the wildcard as a literal token); partial wildcards stay literals.
     let mut pedantic = Raw::connect_with(&broker, r#"{"pedantic":true}"#).await;
-    pedantic.send("SUB foo*.bar 1\r\n").await;
-    assert_eq!(pedantic.sync().await, "-ERR 'Invalid Subject'\r\n");
-    pedantic.send("SUB foo.* 2\r\nPUB foo.* 1\r\nx\r\n").await;
-    assert_eq!(pedantic.sync().await, "-ERR 'Invalid Publish Subject'\r\n");
-    pedantic.send("PUB foo.bar 1\r\ny\r\n").await;
-    assert_eq!(pedantic.sync().await, "MSG foo.bar 2 1\r\ny\r\n");
+    pedantic.send("SUB foo*.bar 1\r\nSUB foo.* 2\r\n").await;
+    assert_eq!(pedantic.sync().await, "");
+    pedantic.send("PUB foo.* 1\r\nx\r\n").await;
+    assert_eq!(
+        pedantic.sync().await,
+        "-ERR 'Invalid Publish Subject'\r\nMSG foo.* 2 1\r\nx\r\n"
+    );
+    pedantic
+        .send("PUB foo..bar 1\r\nx\r\nPUB foo.bar 1\r\ny\r\n")
+        .await;
+    assert_eq!(
+        pedantic.sync().await,
+        "-ERR 'Invalid Publish Subject'\r\nMSG foo.bar 2 1\r\ny\r\n"
+    );
     broker.shutdown().await;
 }
 
@@ -204,7 +239,7 @@ async fn commands_split_at_every_byte() {
     let mut raw = Raw::connect(&broker).await;
     let block = "NATS/1.0\r\nK: v\r\n\r\n";
     let input = format!(
-        "CONNECT {{\"headers\":true}}\r\nSUB split.* 42\r\nHPUB split.x reply {} {}\r\n{block}hello\r\nPUB split.y 3\r\nabc\r\nPING\r\n",
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true}}\r\nSUB split.* 42\r\nHPUB split.x reply {} {}\r\n{block}hello\r\nPUB split.y 3\r\nabc\r\nPING\r\n",
         block.len(),
         block.len() + 5
     );
@@ -228,7 +263,7 @@ async fn commands_split_at_every_byte() {
 async fn pipelined_commands_in_one_write() {
     let broker = start(config()).await;
     let mut raw = Raw::connect(&broker).await;
-    let mut input = String::from("CONNECT {}\r\nSUB p 1\r\nSUB p 2\r\n");
+    let mut input = String::from("CONNECT {\"verbose\":false}\r\nSUB p 1\r\nSUB p 2\r\n");
     for i in 0..100 {
         input.push_str(&format!("PUB p {}\r\n{i}\r\n", i.to_string().len()));
     }
@@ -264,7 +299,7 @@ async fn pipelined_commands_in_one_write() {
 async fn case_insensitive_operations_and_tabs() {
     let broker = start(config()).await;
     let mut raw = Raw::connect(&broker).await;
-    raw.send("connect {}\r\nsub\tq  7\r\npub q\t2\r\nhi\r\nping\r\n")
+    raw.send("connect {\"verbose\":false}\r\nsub\tq  7\r\npub q\t2\r\nhi\r\nping extra\r\n")
         .await;
     assert_eq!(raw.expect("PONG\r\n").await, "MSG q 7 2\r\nhi\r\nPONG\r\n");
     broker.shutdown().await;
@@ -322,7 +357,7 @@ async fn bad_input_gets_an_error_and_a_disconnect() {
     .await;
     violation(
         &broker,
-        b"HPUB foo 3 5\r\nabcde\r\n",
+        b"HPUB foo 6 5\r\nabcde\r\n",
         "Unknown Protocol Operation",
     )
     .await;
@@ -521,7 +556,7 @@ async fn auth_is_enforced_on_the_wire() {
     let mut raw = Raw::connect_with(&broker, r#"{"auth_token":"s3cret","verbose":true}"#).await;
     assert_eq!(raw.expect("\r\n").await, "+OK\r\n");
     raw.send("SUB x 1\r\nPUB x 1\r\nz\r\n").await;
-    assert_eq!(raw.sync().await, "+OK\r\nMSG x 1 1\r\nz\r\n+OK\r\n");
+    assert_eq!(raw.sync().await, "+OK\r\n+OK\r\nMSG x 1 1\r\nz\r\n");
     broker.shutdown().await;
 }
 

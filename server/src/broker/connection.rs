@@ -671,8 +671,11 @@ impl Reader {
     ) -> Result<(), CloseReason> {
         let subject = subject.get(frame);
         if self.options.pedantic && subject::check_publish(subject, true).is_err() {
-            return self.reply(&protocol::err_line(protocol::INVALID_PUBLISH_SUBJECT));
+            // nats-server reports it and still routes the message (a wildcard is matched as a literal token).
+            self.reply(&protocol::err_line(protocol::INVALID_PUBLISH_SUBJECT))?;
         }
+        // As from nats-server, the +OK comes before any message this PUB delivers to the publisher itself.
+        self.ok()?;
         let reply = reply.map(|r| r.get(frame));
         let payload = if payload.start <= payload.end && payload.end <= frame.len() {
             frame.slice(payload.start..payload.end)
@@ -702,7 +705,7 @@ impl Reader {
         {
             self.no_responders(reply);
         }
-        self.ok()
+        Ok(())
     }
 
     /// Sends the requester a `503` status on its own subscription for `reply`, like nats-server.
@@ -728,7 +731,8 @@ impl Reader {
         queue: Option<&[u8]>,
         sid: &[u8],
     ) -> Result<(), CloseReason> {
-        if subject::check_filter(subject, self.options.pedantic).is_err() {
+        // As nats-server, structural checks only (`a*` is a literal token, pedantic or not).
+        if subject::check_filter(subject, false).is_err() {
             return self.reply(&protocol::err_line(protocol::INVALID_SUBJECT));
         }
         if self.client.subs.lock().contains_key(sid) {

@@ -281,7 +281,9 @@ impl EmbeddedBus {
         payload: &Bytes,
         batch: &mut Batch,
     ) -> Result<usize, BusError> {
-        subject::check_publish(subject.as_bytes(), true).map_err(|e| invalid(subject, e))?;
+        subject::check_filter(subject.as_bytes(), true)
+            .and_then(|()| subject::check_publish(subject.as_bytes(), true))
+            .map_err(|e| invalid(subject, e))?;
         self.check_running()?;
         let header_block = if headers.is_empty() {
             Vec::new()

@@ -14,6 +14,22 @@
 //! connection detection; bounded outbound buffers with slow consumer disconnects. Not supported (use a real
 //! nats-server): TLS, clustering/routes, leaf nodes, accounts, JetStream, monitoring endpoints.
 //!
+//! # Differences from nats-server (2.9/2.10) on the wire
+//! Checked byte for byte against a real nats-server with the same inputs; where they differ:
+//! - malformed arguments (`PUB foo`, `PUB foo -5`, too many arguments) and a `CONNECT` that is not JSON get
+//!   `-ERR 'Unknown Protocol Operation'` before the disconnect (nats-server closes without a word);
+//! - the control line error reads `Maximum Control Line Exceeded` (nats-server 2.9+ sends it lowercase);
+//! - blank lines between operations are ignored (nats-server treats them as an unknown operation);
+//! - `HPUB` is accepted from a client that did not announce `headers` in `CONNECT` (nats-server disconnects it);
+//! - a slow consumer gets `-ERR 'Slow Consumer'` when that cannot land in the middle of a message;
+//! - `INFO` reports `version` 2.10.0 (the protocol level we implement) and an empty `go`.
+//!
+//! Everything else seen in those comparisons matches: `+OK` placement (a `PUB`'s `+OK` precedes the message
+//! it delivers to its own connection), `verbose`/`pedantic` defaulting to on when `CONNECT` omits them (and
+//! before `CONNECT`), pedantic `-ERR 'Invalid Publish Subject'` with the message still routed, `Invalid
+//! Subject` for structurally bad `SUB`s, duplicate sids ignored, `UNSUB` max, no-responders `HMSG`, header
+//! blocks passed through unchecked.
+//!
 //! # Use
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

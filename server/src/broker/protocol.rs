@@ -280,13 +280,6 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         }
         Span { start, end }
     };
-    let no_args = |parsed: ClientOp| {
-        if rest_span().is_empty() {
-            op(parsed)
-        } else {
-            Err(ProtocolError::UnknownOperation)
-        }
-    };
     let size_of = |span: Span| parse_size(span.get(line)).ok_or(ProtocolError::UnknownOperation);
     let bad = Err(ProtocolError::UnknownOperation);
 
@@ -330,19 +323,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         if buf.get(body_end..needed) != Some(b"\r\n") {
             return bad;
         }
-        let headers = if header_size > 0 {
-            let span = Span {
-                start: after,
-                end: after + header_size,
-            };
-            let block = span.get(buf);
-            if !block.starts_with(b"NATS/1.0") || !block.ends_with(b"\r\n\r\n") {
-                return bad;
-            }
-            Some(span)
-        } else {
-            None
-        };
+        // Like nats-server, the header block is passed on as it is (subscribers parse it).
+        let headers = (header_size > 0).then_some(Span {
+            start: after,
+            end: after + header_size,
+        });
         return Ok(Parsed::Op {
             op: ClientOp::Pub {
                 subject,
@@ -384,10 +369,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         };
     }
     if name.eq_ignore_ascii_case(b"PING") {
-        return no_args(ClientOp::Ping);
+        // Like nats-server, trailing arguments are ignored.
+        return op(ClientOp::Ping);
     }
     if name.eq_ignore_ascii_case(b"PONG") {
-        return no_args(ClientOp::Pong);
+        return op(ClientOp::Pong);
     }
     if name.eq_ignore_ascii_case(b"CONNECT") {
         let json = rest_span();
@@ -401,7 +387,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         return op(ClientOp::Info);
     }
     if name.eq_ignore_ascii_case(b"+OK") {
-        return no_args(ClientOp::Ok);
+        return op(ClientOp::Ok);
     }
     if name.eq_ignore_ascii_case(b"-ERR") {
         return op(ClientOp::Err {
@@ -411,7 +397,8 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
     bad
 }
 
-/// The options of a client's `CONNECT`. Unknown fields are ignored; missing ones take the protocol's defaults.
+/// The options of a client's `CONNECT`. Unknown fields are ignored; missing ones take nats-server's defaults
+/// (see the `Default` impl).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct ConnectOptions {
@@ -443,11 +430,13 @@ pub struct ConnectOptions {
     pub no_responders: bool,
 }
 
+/// nats-server's defaults for fields a `CONNECT` leaves out (and before any `CONNECT`): `verbose` and
+/// `pedantic` on, `echo` on. Real clients send all of them explicitly.
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
-            verbose: false,
-            pedantic: false,
+            verbose: true,
+            pedantic: true,
             tls_required: false,
             auth_token: None,
             user: None,
@@ -699,15 +688,16 @@ mod tests {
             Some(&b"NATS/1.0\r\nA: b\r\n\r\n"[..])
         );
         assert_eq!(payload.get(input), b"hello");
-        // Header size larger than total, and a header block that is not one.
+        // Header size larger than total.
         assert_eq!(
             one(b"HPUB foo 30 27\r\n"),
             Err(ProtocolError::UnknownOperation)
         );
-        assert_eq!(
+        // The header block itself is not checked (as in nats-server).
+        assert!(matches!(
             one(b"HPUB foo 2 2\r\nxx\r\n"),
-            Err(ProtocolError::UnknownOperation)
-        );
+            Ok(Parsed::Op { .. })
+        ));
     }
 
     #[test]
@@ -785,7 +775,7 @@ mod tests {
         assert_eq!(one(b"SUB foo\r\n"), Err(ProtocolError::UnknownOperation));
         assert_eq!(one(b"UNSUB\r\n"), Err(ProtocolError::UnknownOperation));
         assert_eq!(one(b"UNSUB 1 x\r\n"), Err(ProtocolError::UnknownOperation));
-        assert_eq!(one(b"PING x\r\n"), Err(ProtocolError::UnknownOperation));
+        assert_eq!(op(b"PING x\r\n").0, ClientOp::Ping);
         assert_eq!(one(b"CONNECT\r\n"), Err(ProtocolError::UnknownOperation));
         assert_eq!(
             one(b"PUB foo 1025\r\n"),

@@ -60,10 +60,11 @@ pub fn check_filter(subject: &[u8], strict: bool) -> Result<(), SubjectError> {
     Ok(())
 }
 
-/// Checks a subject that is published to: like [`check_filter`], and with `strict` no wildcard characters at all.
+/// Checks a subject that is published to: no empty tokens, and with `strict` (pedantic clients) no `*` or `>`
+/// token, as nats-server's `IsValidLiteralSubject` (a token like `a*` is a literal).
 pub fn check_publish(subject: &[u8], strict: bool) -> Result<(), SubjectError> {
     check_common(subject)?;
-    if strict && subject.iter().any(|&b| b == b'*' || b == b'>') {
+    if strict && tokens(subject).any(|t| t == b"*" || t == b">") {
         return Err(SubjectError::WildcardInPublish);
     }
     Ok(())
@@ -141,6 +142,7 @@ mod tests {
             Err(SubjectError::WildcardInPublish)
         );
         assert_eq!(check_publish(b"a..b", false), Err(SubjectError::EmptyToken));
+        assert_eq!(check_publish(b"a*.b>", true), Ok(()));
     }
 
     #[test]
