@@ -505,7 +505,7 @@ async fn queue_group_members_share_messages() {
 #[tokio::test]
 async fn silent_clients_are_dropped_as_stale() {
     let broker = start(BrokerConfig {
-        ping_interval: Duration::from_millis(100),
+        ping_interval: Duration::from_millis(250),
         ..config()
     })
     .await;
@@ -528,7 +528,7 @@ async fn silent_clients_are_dropped_as_stale() {
 async fn auth_is_enforced_on_the_wire() {
     let broker = start(BrokerConfig {
         auth: Some(BrokerAuth::Token("s3cret".into())),
-        auth_timeout: Duration::from_millis(300),
+        auth_timeout: Duration::from_millis(500),
         ..config()
     })
     .await;
