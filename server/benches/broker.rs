@@ -115,7 +115,7 @@ async fn core_pub_sub(url: &str, n: u64, size: usize) -> (f64, u64) {
 
 /// Messages per second through the server with raw-socket clients that cost next to nothing (pre-encoded
 /// `PUB`s written in big chunks; the subscriber only counts bytes): the server's own routing capacity.
-async fn raw_pub_sub(url: &str, n: u64, size: usize) -> f64 {
+async fn raw_pub_sub(url: &str, n: u64, size: usize) -> (f64, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = url.trim_start_matches("nats://").to_string();
     async fn handshake(addr: &str, extra: &str) -> tokio::net::TcpStream {
@@ -151,7 +151,10 @@ async fn raw_pub_sub(url: &str, n: u64, size: usize) -> f64 {
             first.get_or_insert_with(Instant::now);
             got += read;
         }
-        first.map(|f| f.elapsed()).unwrap_or_default()
+        (
+            first.map(|f| f.elapsed()).unwrap_or_default(),
+            got >= expected,
+        )
     });
     let mut chunk = Vec::new();
     for _ in 0..1000 {
@@ -162,8 +165,11 @@ async fn raw_pub_sub(url: &str, n: u64, size: usize) -> f64 {
     for _ in 0..n / 1000 {
         publisher.write_all(&chunk).await.expect("write");
     }
-    let elapsed = reader.await.expect("reader");
-    (n / 1000 * 1000) as f64 / elapsed.as_secs_f64().max(1e-9)
+    let (elapsed, complete) = reader.await.expect("reader");
+    (
+        (n / 1000 * 1000) as f64 / elapsed.as_secs_f64().max(1e-9),
+        complete,
+    )
 }
 
 /// Request/reply round trips through the server: (p50, p99) in microseconds.
@@ -257,13 +263,23 @@ fn main() {
 
     println!("core pub -> sub, raw-socket clients (the server's routing capacity)");
     for (size, n) in [(128usize, scaled(5_000_000)), (1024, scaled(1_000_000))] {
-        let embedded = client_rt.block_on(raw_pub_sub(&embedded_url, n, size));
-        let line = format!("  {size:>5} B x {n}: embedded {embedded:>10.0} msg/s");
+        let (embedded, complete) = client_rt.block_on(raw_pub_sub(&embedded_url, n, size));
+        let cut = if complete {
+            ""
+        } else {
+            " (INCOMPLETE: subscriber cut off)"
+        };
+        let line = format!("  {size:>5} B x {n}: embedded {embedded:>10.0} msg/s{cut}");
         match &nats {
             Some(nats) => {
-                let reference = client_rt.block_on(raw_pub_sub(&nats.url, n, size));
+                let (reference, complete) = client_rt.block_on(raw_pub_sub(&nats.url, n, size));
+                let cut = if complete {
+                    ""
+                } else {
+                    " (INCOMPLETE: subscriber cut off)"
+                };
                 println!(
-                    "{line} | nats-server {reference:>10.0} msg/s | ratio {:.2}",
+                    "{line} | nats-server {reference:>10.0} msg/s{cut} | ratio {:.2}",
                     embedded / reference
                 );
             }
