@@ -752,6 +752,31 @@ async fn bus_validates_subjects() {
             "{bad:?}: {err}"
         );
     }
+    for bad_reply in ["", "a b", "a..b", "x\r\n"] {
+        let err = bus
+            .publish(
+                "ok".into(),
+                Some(bad_reply.into()),
+                Vec::new(),
+                Bytes::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BusError::InvalidSubject { .. }),
+            "{bad_reply:?}: {err}"
+        );
+    }
+    let err = bus
+        .publish(
+            "ok".into(),
+            None,
+            vec![("Bad\nName".into(), "v".into())],
+            Bytes::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Other(_)), "{err}");
     for bad in ["", "a..b", "a.>.b", "a*.b"] {
         let err = bus.subscribe(bad.into(), None).await.unwrap_err();
         assert!(

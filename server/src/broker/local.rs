@@ -284,6 +284,10 @@ impl EmbeddedBus {
         subject::check_filter(subject.as_bytes(), true)
             .and_then(|()| subject::check_publish(subject.as_bytes(), true))
             .map_err(|e| invalid(subject, e))?;
+        if let Some(reply) = reply {
+            // It is written into MSG lines of TCP subscribers: no whitespace, no empty tokens.
+            subject::check_publish(reply.as_bytes(), false).map_err(|e| invalid(reply, e))?;
+        }
         self.check_running()?;
         let header_block = if headers.is_empty() {
             Vec::new()
