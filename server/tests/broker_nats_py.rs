@@ -2,10 +2,12 @@
 //! subscribes (wildcards, queue groups, UNSUB max, headers), requests a service the Rust side serves in-process,
 //! gets a no-responders error, and answers a request the Rust side makes through the in-process bus.
 //!
-//! Needs `python3` with `nats-py` (`pip install nats-py`). Without it the test is skipped with a note, except
-//! when the `CI` environment variable is set: then it fails, so CI cannot pass without running it.
+//! Needs a Python with `nats-py`: `LIFTBRIDGE_TEST_PYTHON` (which `scripts/test` sets to its `target/pyenv`),
+//! else `target/pyenv`, else `python3` (`pip install nats-py`). Without one the test is skipped with a note,
+//! except when the `CI` environment variable is set: then it fails, so CI cannot pass without running it.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -97,26 +99,38 @@ async def main(url):
 asyncio.run(main(sys.argv[1]))
 "#;
 
-fn nats_py_available() -> bool {
-    Command::new("python3")
+/// The Python to use: `LIFTBRIDGE_TEST_PYTHON` (set by `scripts/test`), else the workspace's `target/pyenv`,
+/// else `python3` from the PATH; `None` if it cannot import nats-py.
+fn python_with_nats_py() -> Option<PathBuf> {
+    let pyenv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    let python = std::env::var_os("LIFTBRIDGE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| pyenv.exists().then_some(pyenv))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&python)
         .args(["-c", "import nats"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_py_client_talks_to_the_embedded_broker() {
-    if !nats_py_available() {
+    let Some(python) = python_with_nats_py() else {
         if std::env::var_os("CI").is_some() {
-            panic!("python3 with nats-py is required in CI (pip install nats-py)");
+            panic!(
+                "Python with nats-py is required in CI (scripts/test makes target/pyenv; or set \
+                 LIFTBRIDGE_TEST_PYTHON, or pip install nats-py)"
+            );
         }
         eprintln!(
-            "note: skipping the nats-py test: python3 with nats-py is not installed (pip install nats-py)"
+            "note: skipping the nats-py test: no Python with nats-py (LIFTBRIDGE_TEST_PYTHON, target/pyenv, \
+             or python3 + pip install nats-py)"
         );
         return;
-    }
+    };
     let broker = EmbeddedBroker::start(
         BrokerConfig {
             host: "127.0.0.1".into(),
@@ -149,13 +163,13 @@ async fn nats_py_client_talks_to_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("client.py");
     std::fs::write(&script, SCRIPT).unwrap();
-    let mut child = Command::new("python3")
+    let mut child = Command::new(&python)
         .arg(&script)
         .arg(broker.client_url())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs");
+        .expect("the Python interpreter runs");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
