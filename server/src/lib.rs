@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`commitlog`]: the segmented, checksummed, crash-recovering log that stores every partition.
-//! - [`bus`]: every use of NATS, behind one trait (`async-nats` to real servers; the embedded broker later).
+//! - [`bus`]: every use of NATS, behind one trait (`async-nats` to real servers, or the embedded broker).
 //! - [`broker`]: the embedded NATS broker (core NATS client protocol over TCP + in-process `EmbeddedBus`).
 //! - [`metadata`]: streams, partitions and flags; a state machine behind one handle (single node today).
 //! - [`config`]: `liftbridge.yaml` keys, flags and environment overrides, with Liftbridge's defaults.
