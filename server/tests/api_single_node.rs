@@ -1,4 +1,5 @@
-//! The gRPC API on one server against a real nats-server: every RPC, its error codes and the NATS bridge.
+//! The gRPC API on one server: every RPC, its error codes and the NATS bridge. Every test runs twice: once on a
+//! real `nats-server` (module `nats_server`) and once standalone on the embedded broker (module `embedded`).
 
 mod support;
 
@@ -16,19 +17,40 @@ use tonic::{Code, Streaming};
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Fixture {
-    _nats: NatsServer,
+    _nats: Option<NatsServer>,
     _dir: tempfile::TempDir,
     server: TestServer,
     client: ApiClient<Channel>,
     nats_url: String,
 }
 
-async fn fixture() -> Fixture {
-    let nats = NatsServer::start();
+/// Which NATS the server runs on.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A real nats-server child process.
+    NatsServer,
+    /// The server's own embedded broker (standalone).
+    Embedded,
+}
+
+async fn fixture(mode: Mode) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&nats.url, dir.path(), |_| {}).await;
+    let (nats, server) = match mode {
+        Mode::NatsServer => {
+            let nats = NatsServer::start();
+            let server = TestServer::start(&nats.url, dir.path(), |_| {}).await;
+            (Some(nats), server)
+        }
+        Mode::Embedded => (None, TestServer::start_standalone(dir.path(), |_| {}).await),
+    };
     let client = server.client().await;
-    let nats_url = nats.url.clone();
+    let nats_url = match &nats {
+        Some(n) => n.url.clone(),
+        None => server
+            .nats_url
+            .clone()
+            .expect("standalone servers report their broker URL"),
+    };
     Fixture {
         _nats: nats,
         _dir: dir,
@@ -95,9 +117,8 @@ fn from(position: pb::StartPosition) -> pb::SubscribeRequest {
     }
 }
 
-#[tokio::test]
-async fn create_publish_subscribe_round_trip() {
-    let mut f = fixture().await;
+async fn create_publish_subscribe_round_trip(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("orders", "orders-stream", 1))
         .await
@@ -142,9 +163,8 @@ async fn create_publish_subscribe_round_trip() {
     assert_eq!((got.offset, got.value), (1, Bytes::from_static(b"second")));
 }
 
-#[tokio::test]
-async fn create_stream_bad_input() {
-    let mut f = fixture().await;
+async fn create_stream_bad_input(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("a", "a", 1))
         .await
@@ -215,9 +235,8 @@ async fn create_stream_bad_input() {
     assert_eq!(md.stream_metadata.len(), 1);
 }
 
-#[tokio::test]
-async fn publish_errors_have_precise_codes() {
-    let mut f = fixture().await;
+async fn publish_errors_have_precise_codes(mode: Mode) {
+    let mut f = fixture(mode).await;
     let err = f
         .client
         .publish(publish_request("", b"x"))
@@ -267,9 +286,8 @@ async fn publish_errors_have_precise_codes() {
     f.client.publish(publish_request("p", b"x")).await.unwrap();
 }
 
-#[tokio::test]
-async fn optimistic_concurrency_control() {
-    let mut f = fixture().await;
+async fn optimistic_concurrency_control(mode: Mode) {
+    let mut f = fixture(mode).await;
     let mut req = create_request("occ", "occ", 1);
     req.optimistic_concurrency_control = Some(pb::NullableBool { value: true });
     f.client.create_stream(req).await.unwrap();
@@ -325,9 +343,8 @@ async fn optimistic_concurrency_control() {
     );
 }
 
-#[tokio::test]
-async fn publish_async_pipelines_and_reports_errors() {
-    let mut f = fixture().await;
+async fn publish_async_pipelines_and_reports_errors(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("pa", "pa", 1))
         .await
@@ -384,9 +401,8 @@ async fn publish_async_pipelines_and_reports_errors() {
     assert_eq!(offsets[&format!("c{}", N - 1)], N as i64 - 1);
 }
 
-#[tokio::test]
-async fn nats_bridge_plain_and_envelope_publishers() {
-    let mut f = fixture().await;
+async fn nats_bridge_plain_and_envelope_publishers(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("bridge", "s1", 1))
         .await
@@ -468,9 +484,8 @@ async fn nats_bridge_plain_and_envelope_publishers() {
     }
 }
 
-#[tokio::test]
-async fn malformed_envelopes_are_dropped_not_fatal() {
-    let mut f = fixture().await;
+async fn malformed_envelopes_are_dropped_not_fatal(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("mal", "mal", 1))
         .await
@@ -501,9 +516,8 @@ async fn malformed_envelopes_are_dropped_not_fatal() {
     assert_eq!(ack.offset, 0, "malformed envelopes were not stored");
 }
 
-#[tokio::test]
-async fn subscribe_start_and_stop_positions() {
-    let mut f = fixture().await;
+async fn subscribe_start_and_stop_positions(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("pos", "pos", 1))
         .await
@@ -648,9 +662,8 @@ async fn subscribe_start_and_stop_positions() {
     );
 }
 
-#[tokio::test]
-async fn stop_latest_on_empty_stream() {
-    let mut f = fixture().await;
+async fn stop_latest_on_empty_stream(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("empty", "empty", 1))
         .await
@@ -662,9 +675,8 @@ async fn stop_latest_on_empty_stream() {
     assert_eq!(err.code(), Code::ResourceExhausted);
 }
 
-#[tokio::test]
-async fn pause_resume_and_readonly() {
-    let mut f = fixture().await;
+async fn pause_resume_and_readonly(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("pz", "pz", 2))
         .await
@@ -787,9 +799,8 @@ async fn pause_resume_and_readonly() {
     );
 }
 
-#[tokio::test]
-async fn delete_stream_ends_subscriptions_and_removes_data() {
-    let mut f = fixture().await;
+async fn delete_stream_ends_subscriptions_and_removes_data(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("del", "del", 1))
         .await
@@ -842,9 +853,8 @@ async fn delete_stream_ends_subscriptions_and_removes_data() {
     assert_eq!(ack.offset, 0);
 }
 
-#[tokio::test]
-async fn metadata_rpcs() {
-    let mut f = fixture().await;
+async fn metadata_rpcs(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("md", "md", 3))
         .await
@@ -905,9 +915,8 @@ async fn metadata_rpcs() {
     assert_eq!(err.code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn cursors_and_groups_are_not_implemented_yet() {
-    let mut f = fixture().await;
+async fn cursors_and_groups_are_not_implemented_yet(mode: Mode) {
+    let mut f = fixture(mode).await;
     let err = f
         .client
         .set_cursor(pb::SetCursorRequest::default())
@@ -930,9 +939,8 @@ async fn cursors_and_groups_are_not_implemented_yet() {
     assert!(err.message().contains("Consumer groups"));
 }
 
-#[tokio::test]
-async fn health_service_reports_serving() {
-    let f = fixture().await;
+async fn health_service_reports_serving(mode: Mode) {
+    let f = fixture(mode).await;
     let channel = Channel::from_shared(format!("http://{}", f.server.addr))
         .unwrap()
         .connect()
@@ -952,9 +960,8 @@ async fn health_service_reports_serving() {
     );
 }
 
-#[tokio::test]
-async fn publish_to_subject() {
-    let mut f = fixture().await;
+async fn publish_to_subject(mode: Mode) {
+    let mut f = fixture(mode).await;
     f.client
         .create_stream(create_request("pts", "pts", 1))
         .await
@@ -988,3 +995,33 @@ async fn publish_to_subject() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+/// Runs every scenario on both kinds of NATS.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod nats_server {
+            $(#[tokio::test] async fn $name() { super::$name(super::Mode::NatsServer).await })*
+        }
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name(super::Mode::Embedded).await })*
+        }
+    };
+}
+
+on_both!(
+    create_publish_subscribe_round_trip,
+    create_stream_bad_input,
+    publish_errors_have_precise_codes,
+    optimistic_concurrency_control,
+    publish_async_pipelines_and_reports_errors,
+    nats_bridge_plain_and_envelope_publishers,
+    malformed_envelopes_are_dropped_not_fatal,
+    subscribe_start_and_stop_positions,
+    stop_latest_on_empty_stream,
+    pause_resume_and_readonly,
+    delete_stream_ends_subscriptions_and_removes_data,
+    metadata_rpcs,
+    cursors_and_groups_are_not_implemented_yet,
+    health_service_reports_serving,
+    publish_to_subject,
+);
