@@ -572,5 +572,9 @@ fn handles_are_cheap_send_and_sync() {
     send::<liftbridge_server::commitlog::Reader>();
     send::<liftbridge_server::commitlog::ReverseReader>();
     send::<liftbridge_server::commitlog::TailReader>();
-    assert_eq!(std::mem::size_of::<Log>(), std::mem::size_of::<usize>(), "one Arc");
+    assert_eq!(
+        std::mem::size_of::<Log>(),
+        std::mem::size_of::<usize>(),
+        "one Arc"
+    );
 }

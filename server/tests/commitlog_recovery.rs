@@ -615,3 +615,53 @@ proptest! {
         prop_assert_eq!(log.end_offset(), complete);
     }
 }
+
+#[test]
+fn foreign_segment_files_are_refused_and_left_untouched() {
+    // A Liftbridge (Go) partition directory: same file names, different record format, no marker.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let mut go_record = Vec::new();
+    go_record.extend_from_slice(&0u64.to_be_bytes()); // offset
+    go_record.extend_from_slice(&1i64.to_be_bytes()); // timestamp
+    go_record.extend_from_slice(&1u64.to_be_bytes()); // leader epoch
+    go_record.extend_from_slice(&14u32.to_be_bytes()); // size
+    go_record.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 0]); // crc, magic, attributes
+    go_record.extend_from_slice(&(-1i32).to_be_bytes());
+    go_record.extend_from_slice(&0i32.to_be_bytes());
+    fs::write(&seg, &go_record).unwrap();
+    fs::write(dir.path().join("00000000000000000000.index.cleaned"), b"x").unwrap();
+    fs::write(dir.path().join("replication-offset-checkpoint"), b"0").unwrap();
+    match Log::open(dir.path(), small()) {
+        Err(LogError::UnknownFormat { path, reason }) => {
+            assert_eq!(path, dir.path());
+            assert!(reason.contains("no log-format marker"), "{reason}");
+        }
+        other => panic!("expected UnknownFormat, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        go_record,
+        "nothing was repaired away"
+    );
+    assert!(
+        dir.path()
+            .join("00000000000000000000.index.cleaned")
+            .exists()
+    );
+    // A different marker is refused too.
+    let f = fixture(10, true);
+    fs::write(f.path().join("log-format"), "something else 2\n").unwrap();
+    assert!(matches!(
+        Log::open(f.path(), small()),
+        Err(LogError::UnknownFormat { .. })
+    ));
+    // A new directory gets the marker.
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, report) = open(dir.path(), small());
+    assert!(!report.has_problems());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("log-format")).unwrap(),
+        "liftbridge-rs commitlog 1\n"
+    );
+}

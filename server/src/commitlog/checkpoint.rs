@@ -21,6 +21,10 @@ pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
 /// Present only after a clean close; holds the log end offset at close.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Marks a directory as holding this log format; segments in a directory without it are refused.
+pub const FORMAT_FILE: &str = "log-format";
+/// Content of [`FORMAT_FILE`].
+pub const FORMAT_TAG: &str = "liftbridge-rs commitlog 1\n";
 /// Lock file preventing two `Log`s on one directory.
 pub const LOCK_FILE: &str = ".lock";
 /// Suffix of in-progress checkpoint writes.

@@ -123,6 +123,16 @@ pub enum LogError {
         path: PathBuf,
     },
 
+    /// The directory holds segment files this log did not write (no or a different `log-format` marker), for
+    /// example a Liftbridge (Go) data directory. Nothing was changed.
+    #[error("{path} is not a commit log of this format: {reason}")]
+    UnknownFormat {
+        /// The directory or marker file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+
     /// The configuration is unusable.
     #[error("invalid commit log configuration: {0}")]
     InvalidConfig(String),

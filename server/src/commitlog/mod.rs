@@ -56,7 +56,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 pub use checkpoint::{
-    CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE,
+    CLEAN_SHUTDOWN_FILE, FORMAT_FILE, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE,
 };
 pub use compaction::CompactionReport;
 pub use config::{LogConfig, RecoveryScan, SyncPolicy};

@@ -39,8 +39,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::checkpoint::{
-    self, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOCK_FILE, Loaded,
-    RECOVERY_POINT_FILE, TMP_SUFFIX,
+    self, CLEAN_SHUTDOWN_FILE, FORMAT_FILE, FORMAT_TAG, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
+    LOCK_FILE, Loaded, RECOVERY_POINT_FILE, TMP_SUFFIX,
 };
 use super::config::{LogConfig, RecoveryScan};
 use super::durability::{Durability, SyncTarget};
@@ -793,6 +793,38 @@ pub(crate) fn open(
         }
     }
 
+    // Only touch segments this format wrote: recovery "repairs" anything else away.
+    let format_path = dir.join(FORMAT_FILE);
+    match fs::read(&format_path) {
+        Ok(tag) if tag == FORMAT_TAG.as_bytes() => {}
+        Ok(tag) => {
+            return Err(LogError::UnknownFormat {
+                path: format_path,
+                reason: format!("unknown marker {:?}", String::from_utf8_lossy(&tag)),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let segments = fs::read_dir(dir)
+                .map_err(|e| LogError::io("list log directory", dir, e))?
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(parse_name)
+                        .is_some_and(|(_, suffix)| suffix == LOG_SUFFIX)
+                })
+                .count();
+            if segments > 0 {
+                return Err(LogError::UnknownFormat {
+                    path: dir.to_path_buf(),
+                    reason: format!("{segments} segment files but no {FORMAT_FILE} marker"),
+                });
+            }
+            checkpoint::write_atomic(dir, FORMAT_FILE, FORMAT_TAG)?;
+        }
+        Err(e) => return Err(LogError::io("read format marker", &format_path, e)),
+    }
+
     let mut report = RecoveryReport::default();
 
     // 1. Inventory and leftovers.
@@ -823,6 +855,7 @@ pub(crate) fn open(
         }
         if [
             LOCK_FILE,
+            FORMAT_FILE,
             CLEAN_SHUTDOWN_FILE,
             HIGH_WATERMARK_FILE,
             LEADER_EPOCH_FILE,
