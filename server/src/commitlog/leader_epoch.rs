@@ -2,7 +2,8 @@
 //!
 //! The cache maps each leader epoch to the **first offset written in that epoch** (`start_offset`, Kafka's
 //! convention; Liftbridge stores the last offset *before* the epoch instead). A follower that becomes a
-//! replica of a new leader asks the leader for [`LeaderEpochCache::end_offset_for`] of its own latest epoch
+//! replica of a new leader asks the leader for
+//! [`Log::end_offset_for_leader_epoch`](super::Log::end_offset_for_leader_epoch) of its own latest epoch
 //! and truncates its log to the returned `end_offset` (removing `end_offset` and everything after it). That
 //! is correct even when the follower's HW lags, which HW truncation (Liftbridge's fallback) is not.
 

@@ -16,7 +16,7 @@
 //! - [`compaction`]: keeping the newest record per key up to the high watermark.
 //! - `checkpoint`: atomically rewritten text files (HW, recovery point, epochs, clean marker).
 //! - [`leader_epoch`]: the KIP-101 leader-epoch cache.
-//! - [`file`]: the [`LogFile`]/[`Storage`] seam every segment byte goes through.
+//! - [`file`](mod@file): the [`LogFile`]/[`Storage`] seam every segment byte goes through.
 //! - [`testing`]: [`FaultyStorage`](testing::FaultyStorage), failing writes, truncations and fsyncs on demand.
 //! - [`error`]: [`LogError`], the typed errors.
 //!

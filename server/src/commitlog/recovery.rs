@@ -11,7 +11,7 @@
 //!    - after an unclean stop: every segment from the one containing the recovery point
 //!      (`recovery-point-checkpoint`, advanced when a segment is rolled and fsynced) to the end, or every
 //!      segment when the recovery point is unknown;
-//!    - with [`RecoveryScan::Full`](super::RecoveryScan::Full): all of them.
+//!    - with [`RecoveryScan::Full`]: all of them.
 //!
 //!    Segments that are not scanned must have structurally valid indexes (per-entry CRC, ordering, in
 //!    range) whose last entry points at a record that ends exactly at the end of the file; otherwise they
