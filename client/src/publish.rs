@@ -1,0 +1,585 @@
+//! Publishing over one long-lived `PublishAsync` stream per server.
+//!
+//! # How a message travels
+//! 1. [`send`] takes a permit of the client's in-flight window (a semaphore: this is the backpressure), picks
+//!    the partition and the server (the partition's leader), and hands the request to that server's
+//!    [`Publisher`]: a bounded channel feeding the gRPC request stream.
+//! 2. The publisher registers the message under a sequence number (parsed back out of the generated
+//!    correlation id, so the ack lookup allocates nothing) with its ack deadline, then queues it.
+//! 3. The publisher's task reads responses and completes the matching [`AckFuture`], releasing the permit.
+//!    It also expires acks past their deadline (a FIFO of deadlines: every message of a client has the same
+//!    ack timeout) and, when the stream breaks, fails every pending message at once with `Disconnected`.
+//!
+//! A message refused before it entered the channel (the stream had already broken) is re-queued on a fresh
+//! stream: it surely was not sent, so that cannot duplicate it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use liftbridge_proto::pb;
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use crate::client::Inner;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::event::Event;
+use crate::message::{Ack, Message};
+use crate::options::AckPolicy;
+
+/// Requests queued per publish stream ahead of the HTTP/2 writer. The in-flight window bounds acked
+/// messages; this bounds AckPolicy NONE ones too.
+const REQUEST_QUEUE: usize = 1024;
+
+/// How many times a message that met a broken stream before being queued is re-queued on a new stream.
+const REQUEUE_ATTEMPTS: usize = 3;
+
+/// The future of one message's ack, returned by [`Client::send`](crate::Client::send).
+///
+/// Resolves to the [`Ack`], or to the error the server reported for the message (typed: incorrect offset,
+/// too large, readonly...), [`ErrorKind::AckTimeout`], or [`ErrorKind::Disconnected`] when the stream broke.
+/// Dropping it discards the ack; the message still counts against the in-flight window until its ack comes
+/// or times out.
+#[derive(Debug)]
+#[must_use = "the ack future does nothing unless awaited; drop it to ignore the ack"]
+pub struct AckFuture {
+    state: AckState,
+}
+
+#[derive(Debug)]
+enum AckState {
+    Waiting {
+        rx: oneshot::Receiver<Result<Ack>>,
+    },
+    Ready(Option<Result<Ack>>),
+}
+
+impl AckFuture {
+    fn ready(result: Result<Ack>) -> Self {
+        AckFuture {
+            state: AckState::Ready(Some(result)),
+        }
+    }
+}
+
+impl Future for AckFuture {
+    type Output = Result<Ack>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Ack>> {
+        match &mut self.state {
+            AckState::Waiting { rx } => Pin::new(rx).poll(cx).map(|r| match r {
+                Ok(result) => result,
+                Err(_) => Err(Error::disconnected("waiting for an ack")),
+            }),
+            AckState::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Closed, "ack future polled after completion"))),
+            ),
+        }
+    }
+}
+
+/// Correlation ids: a random per-client prefix and a counter. The counter is the key of the pending map,
+/// so matching an ack parses a number instead of hashing and cloning strings.
+#[derive(Debug)]
+struct CorrelationIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl CorrelationIds {
+    fn new() -> Self {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        let mut prefix: String = (0..16)
+            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+            .collect();
+        prefix.push('.');
+        CorrelationIds {
+            prefix,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn format(&self, seq: u64) -> String {
+        let mut id = String::with_capacity(self.prefix.len() + 20);
+        id.push_str(&self.prefix);
+        let _ = write!(id, "{seq}");
+        id
+    }
+
+    fn parse(&self, id: &str) -> Option<u64> {
+        id.strip_prefix(self.prefix.as_str())?.parse().ok()
+    }
+}
+
+/// The client's publish streams (one per server address) and its in-flight window.
+#[derive(Debug)]
+pub(crate) struct Publishers {
+    map: Mutex<HashMap<String, Arc<Publisher>>>,
+    window: Arc<Semaphore>,
+    ids: Arc<CorrelationIds>,
+}
+
+impl Publishers {
+    pub(crate) fn new(max_in_flight: usize) -> Self {
+        Publishers {
+            map: Mutex::new(HashMap::new()),
+            window: Arc::new(Semaphore::new(max_in_flight)),
+            ids: Arc::new(CorrelationIds::new()),
+        }
+    }
+
+    /// The open publisher for `addr`, opening one when there is none or the last one broke.
+    fn get(&self, inner: &Inner, addr: &str) -> Result<Arc<Publisher>> {
+        let mut map = self.map.lock();
+        if let Some(p) = map.get(addr)
+            && p.shared.state.lock().open
+        {
+            return Ok(p.clone());
+        }
+        let api = inner.connections.api(addr)?;
+        let publisher = Publisher::open(
+            addr.to_string(),
+            api,
+            self.ids.clone(),
+            inner.events.clone(),
+            inner.opts.ack_timeout,
+        );
+        map.insert(addr.to_string(), publisher.clone());
+        Ok(publisher)
+    }
+
+    /// Waits up to `grace` for every pending ack, then fails what is left with `Closed` and closes the streams.
+    pub(crate) async fn drain(&self, grace: Duration) {
+        let publishers: Vec<Arc<Publisher>> = self.map.lock().drain().map(|(_, p)| p).collect();
+        let deadline = Instant::now() + grace;
+        for p in &publishers {
+            p.wait_idle(deadline).await;
+        }
+        for p in &publishers {
+            p.shared.fail_all(&Error::closed(), true);
+        }
+    }
+}
+
+/// One message waiting for its ack.
+#[derive(Debug)]
+struct Pending {
+    tx: oneshot::Sender<Result<Ack>>,
+    partition: i32,
+    /// The user's own correlation id, when it gave one (to unregister it).
+    custom_id: Option<String>,
+    /// Holds the message's place in the in-flight window until the ack is settled.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Bookkeeping shared by a publisher's senders and its task.
+#[derive(Debug, Default)]
+struct State {
+    /// False once the stream broke or the client closed: nothing may be registered any more.
+    open: bool,
+    /// Set by `close()`: the stream ending is then expected, not an event.
+    closing: bool,
+    pending: HashMap<u64, Pending>,
+    /// User-given correlation id → sequence number.
+    custom_ids: HashMap<String, u64>,
+    /// Ack deadlines in send order (all messages share the ack timeout, so this is also deadline order).
+    /// Entries already acked are skipped lazily.
+    deadlines: VecDeque<(Instant, u64)>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the task when a deadline is queued while none was (it then arms its timer).
+    wake: Notify,
+    /// Signalled whenever no message is pending any more (for draining).
+    idle: Notify,
+    ids: Arc<CorrelationIds>,
+    /// For the ack timeout error message.
+    ack_timeout: Duration,
+}
+
+impl Shared {
+    /// Pops deadline entries of messages that are no longer pending.
+    fn trim(state: &mut State) {
+        while let Some(&(_, seq)) = state.deadlines.front() {
+            if state.pending.contains_key(&seq) {
+                break;
+            }
+            state.deadlines.pop_front();
+        }
+    }
+
+    /// Completes the message a response is for.
+    fn complete(&self, resp: pb::PublishResponse) {
+        let corr = if resp.correlation_id.is_empty() {
+            resp.ack.as_ref().map(|a| a.correlation_id.as_str()).unwrap_or("")
+        } else {
+            resp.correlation_id.as_str()
+        };
+        let pending = {
+            let mut state = self.state.lock();
+            let seq = match self.ids.parse(corr) {
+                Some(seq) => Some(seq),
+                None => state.custom_ids.remove(corr),
+            };
+            let pending = seq.and_then(|seq| state.pending.remove(&seq));
+            if let Some(id) = pending.as_ref().and_then(|p| p.custom_id.as_deref()) {
+                state.custom_ids.remove(id);
+            }
+            Self::trim(&mut state);
+            if state.pending.is_empty() {
+                self.idle.notify_waiters();
+            }
+            pending
+        };
+        let Some(pending) = pending else {
+            // An ack that timed out already, or a refusal of an AckPolicy NONE message.
+            if let Some(err) = &resp.async_error {
+                tracing::warn!(correlation_id = corr, code = err.code, message = err.message, "publish refused");
+            }
+            return;
+        };
+        let result = match (&resp.async_error, resp.ack) {
+            (Some(err), ack) => {
+                let stream = ack.as_ref().map(|a| a.stream.as_str()).unwrap_or("");
+                let ack_error = ack.as_ref().and_then(|a| pb::ack::Error::try_from(a.ack_error).ok());
+                Err(crate::error::from_async_error(err, ack_error, stream))
+            }
+            (None, Some(ack)) => match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
+                pb::ack::Error::Ok => Ok(Ack::from_proto(ack, Some(pending.partition))),
+                err => Err(crate::error::from_ack_error(err, &ack.stream)),
+            },
+            (None, None) => Err(Error::new(
+                ErrorKind::Protocol,
+                "the server answered a publish with neither an ack nor an error",
+            )),
+        };
+        let _ = pending.tx.send(result);
+    }
+
+    /// Fails the messages whose ack deadline passed.
+    fn expire(&self, now: Instant) {
+        let ack_timeout = self.ack_timeout;
+        let mut expired = Vec::new();
+        {
+            let mut state = self.state.lock();
+            while let Some(&(deadline, seq)) = state.deadlines.front() {
+                if deadline > now {
+                    break;
+                }
+                state.deadlines.pop_front();
+                if let Some(p) = state.pending.remove(&seq) {
+                    if let Some(id) = &p.custom_id {
+                        state.custom_ids.remove(id);
+                    }
+                    expired.push(p);
+                }
+            }
+            Self::trim(&mut state);
+            if state.pending.is_empty() {
+                self.idle.notify_waiters();
+            }
+        }
+        for p in expired {
+            let _ = p.tx.send(Err(Error::new(
+                ErrorKind::AckTimeout,
+                format!(
+                    "no ack within {ack_timeout:?}: the message may or may not have been written (retry with an \
+                     expected offset to avoid duplicates, or raise the ack timeout)"
+                ),
+            )));
+        }
+    }
+
+    /// Marks the stream unusable and fails every pending message with `err`; returns how many there were.
+    fn fail_all(&self, err: &Error, closing: bool) -> usize {
+        let pending: Vec<Pending> = {
+            let mut state = self.state.lock();
+            state.open = false;
+            state.closing |= closing;
+            state.custom_ids.clear();
+            state.deadlines.clear();
+            let drained = state.pending.drain().map(|(_, p)| p).collect();
+            self.idle.notify_waiters();
+            drained
+        };
+        let n = pending.len();
+        for p in pending {
+            let _ = p.tx.send(Err(err.clone()));
+        }
+        n
+    }
+}
+
+/// One server's `PublishAsync` stream.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    requests: mpsc::Sender<pb::PublishRequest>,
+    shared: Arc<Shared>,
+}
+
+/// Why a message could not be queued.
+enum Refused {
+    /// The stream broke before the message entered it: safe to queue on a new stream.
+    NotSent(pb::PublishRequest, Option<OwnedSemaphorePermit>),
+    /// The message itself is wrong.
+    Invalid(Error),
+}
+
+impl Publisher {
+    /// Opens the stream (lazily: the call is made by the task; messages queue meanwhile).
+    fn open(
+        addr: String,
+        api: liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+        ids: Arc<CorrelationIds>,
+        events: tokio::sync::broadcast::Sender<Event>,
+        ack_timeout: Duration,
+    ) -> Arc<Publisher> {
+        let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                open: true,
+                ..State::default()
+            }),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            ids,
+            ack_timeout,
+        });
+        tokio::spawn(run(api, rx, shared.clone(), addr, events));
+        Arc::new(Publisher { requests, shared })
+    }
+
+    /// Registers and queues one message. Returns the ack receiver (`None` for AckPolicy NONE).
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(
+        &self,
+        req: pb::PublishRequest,
+        seq: u64,
+        custom_id: Option<&str>,
+        partition: i32,
+        permit: Option<OwnedSemaphorePermit>,
+        deadline: Instant,
+    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
+        let Ok(slot) = self.requests.reserve().await else {
+            return Err(Refused::NotSent(req, permit));
+        };
+        let rx = {
+            let mut state = self.shared.state.lock();
+            if !state.open {
+                return Err(Refused::NotSent(req, permit));
+            }
+            match permit {
+                None => None,
+                Some(permit) => {
+                    if let Some(id) = custom_id {
+                        if state.custom_ids.contains_key(id) {
+                            return Err(Refused::Invalid(Error::invalid(format!(
+                                "correlation id {id:?} is already used by a message awaiting its ack; correlation \
+                                 ids must be unique"
+                            ))));
+                        }
+                        state.custom_ids.insert(id.to_string(), seq);
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    let was_empty = state.deadlines.is_empty();
+                    state.pending.insert(
+                        seq,
+                        Pending {
+                            tx,
+                            partition,
+                            custom_id: custom_id.map(str::to_string),
+                            _permit: permit,
+                        },
+                    );
+                    state.deadlines.push_back((deadline, seq));
+                    drop(state);
+                    if was_empty {
+                        self.shared.wake.notify_one();
+                    }
+                    Some(rx)
+                }
+            }
+        };
+        slot.send(req);
+        Ok(rx)
+    }
+
+    /// Waits until nothing is pending or `deadline` passes.
+    async fn wait_idle(&self, deadline: Instant) {
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.shared.state.lock().pending.is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn next_response(
+    responses: &mut Option<Streaming<pb::PublishResponse>>,
+) -> std::result::Result<Option<pb::PublishResponse>, tonic::Status> {
+    match responses {
+        Some(s) => s.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The publisher task: opens the stream, matches responses to pending messages, expires late acks, and fails
+/// everything when the stream breaks.
+async fn run(
+    mut api: liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+    rx: mpsc::Receiver<pb::PublishRequest>,
+    shared: Arc<Shared>,
+    addr: String,
+    events: tokio::sync::broadcast::Sender<Event>,
+) {
+    let call = api.publish_async(ReceiverStream::new(rx));
+    tokio::pin!(call);
+    let mut responses: Option<Streaming<pb::PublishResponse>> = None;
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let op = Op::Publish { stream: "" };
+    let failure: Error = loop {
+        let front = shared.state.lock().deadlines.front().map(|d| d.0);
+        if front != armed {
+            if let Some(t) = front {
+                timer.as_mut().reset(t);
+            }
+            armed = front;
+        }
+        tokio::select! {
+            opened = &mut call, if responses.is_none() => match opened {
+                Ok(resp) => responses = Some(resp.into_inner()),
+                Err(status) => {
+                    let err = crate::error::from_status(status, op);
+                    break if err.not_sent() { err } else { Error::disconnected(&format!("publish stream to {addr}")).with_source(err) };
+                }
+            },
+            item = next_response(&mut responses) => match item {
+                Ok(Some(resp)) => shared.complete(resp),
+                Ok(None) => break Error::disconnected(&format!("publish stream to {addr} ended")),
+                Err(status) => {
+                    let err = crate::error::from_status(status, op);
+                    break Error::disconnected(&format!("publish stream to {addr}")).with_source(err);
+                }
+            },
+            _ = &mut timer, if armed.is_some() => {
+                shared.expire(Instant::now());
+                armed = None;
+            }
+            _ = shared.wake.notified(), if armed.is_none() => {}
+        }
+    };
+    let closing = shared.state.lock().closing;
+    let failed = shared.fail_all(&failure, false);
+    if !closing {
+        tracing::debug!(addr, error = %failure, failed, "publish stream broke");
+        let _ = events.send(Event::PublishStreamBroken {
+            addr,
+            in_flight: failed,
+        });
+    }
+}
+
+/// Sends one message: window permit, partition, server, queue. See the module docs.
+pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> Result<AckFuture> {
+    inner.check_open()?;
+    if stream.is_empty() {
+        return Err(Error::invalid("publishing needs a stream name"));
+    }
+    let wants_ack = message.ack_policy != AckPolicy::None;
+    let publishers = &inner.publishers;
+    let permit = if wants_ack {
+        let acquire = publishers.window.clone().acquire_owned();
+        Some(tokio::select! {
+            permit = acquire => permit.map_err(|_| Error::closed())?,
+            _ = inner.closed.cancelled() => return Err(Error::closed()),
+        })
+    } else {
+        None
+    };
+    let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
+    let partition = if partitioning.needs_count() {
+        let count = inner.partition_count(stream).await?;
+        let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
+        partitioning.choose(&inner.round_robin, stream, &message.key, &message.value, count)
+    } else {
+        partitioning.choose(&inner.round_robin, stream, &[], &[], 1)
+    };
+    let addr = match inner.partition_addr(stream, partition, false).await {
+        Ok(addr) => addr,
+        // Let the server give the authoritative answer (and a typed error) for unknown partitions.
+        Err(e) if e.kind() == ErrorKind::NoSuchPartition => return Err(e),
+        Err(e) => return Err(e),
+    };
+    let ids = &publishers.ids;
+    let seq = ids.next_seq();
+    let custom = (!message.correlation_id.is_empty()).then(|| message.correlation_id.clone());
+    let correlation_id = match &custom {
+        Some(id) => id.clone(),
+        None => ids.format(seq),
+    };
+    let ack_policy = message.ack_policy;
+    let mut req = message.into_request(stream, partition, correlation_id);
+    let mut permit = permit;
+    let deadline = Instant::now() + inner.opts.ack_timeout;
+    for _ in 0..REQUEUE_ATTEMPTS {
+        let publisher = publishers.get(inner, &addr)?;
+        match publisher
+            .enqueue(req, seq, custom.as_deref(), partition, permit, deadline)
+            .await
+        {
+            Ok(Some(rx)) => {
+                return Ok(AckFuture {
+                    state: AckState::Waiting { rx },
+                });
+            }
+            Ok(None) => {
+                return Ok(AckFuture::ready(Ok(Ack::from_proto(
+                    pb::Ack {
+                        stream: stream.to_string(),
+                        offset: -1,
+                        ack_policy: ack_policy.to_proto() as i32,
+                        ..Default::default()
+                    },
+                    Some(partition),
+                ))));
+            }
+            Err(Refused::NotSent(r, p)) => {
+                req = r;
+                permit = p;
+            }
+            Err(Refused::Invalid(e)) => return Err(e),
+        }
+    }
+    let mut err = Error::new(
+        ErrorKind::Unavailable,
+        format!("publishing to stream {stream:?}: the publish stream to {addr} keeps breaking; retry later"),
+    );
+    err.mark_not_sent();
+    Err(err)
+}

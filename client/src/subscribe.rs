@@ -1,0 +1,385 @@
+//! Subscriptions: one task per partition reads the server stream into a bounded channel (the prefetch
+//! buffer); the [`Subscription`] is the channel's receiving end, as a `Stream`.
+//!
+//! # How a subscription ends
+//! | server says | the `Subscription` yields |
+//! |---|---|
+//! | stop position reached (`ResourceExhausted` "Stop offset reached"), reverse read reached the oldest message, stream empty with a stop position | `None`: a clean end |
+//! | readonly partition fully read (`ResourceExhausted` "End of readonly partition") | `Err(EndOfReadonlyPartition)`, then `None` |
+//! | partition paused (`FailedPrecondition` mid-stream) | `Err(Paused)`, then `None` |
+//! | stream deleted (`NotFound` mid-stream) | `Err(StreamDeleted)`, then `None` |
+//! | connection lost, server stopping, leader moved (`Unavailable` and other transport errors) | nothing: it resubscribes from the last offset + 1 (event [`Event::Resubscribing`], then [`Event::Resubscribed`]); after the resubscribe window, `Err(<last error>)`, then `None` |
+//! | client closed | `Err(Closed)`, then `None` |
+//!
+//! Dropping a `Subscription` cancels its tasks at once, which drops the gRPC stream (an HTTP/2 reset the
+//! server sees immediately).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use liftbridge_proto::pb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::{Code, Streaming};
+
+use crate::client::Inner;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::event::Event;
+use crate::message::ReceivedMessage;
+use crate::options::{RetryPolicy, StopPosition, SubscribeOptions};
+
+/// A subscription to one partition, or to all partitions of a stream: a `Stream` of messages.
+///
+/// ```no_run
+/// # async fn run(client: liftbridge::Client) -> liftbridge::Result<()> {
+/// use futures::StreamExt;
+/// use liftbridge::{StartPosition, SubscribeOptions};
+///
+/// let mut sub = client
+///     .subscribe("orders", SubscribeOptions::new().start_at(StartPosition::Earliest))
+///     .await?;
+/// while let Some(msg) = sub.next().await {
+///     let msg = msg?;
+///     println!("{} {:?}", msg.offset(), msg.value());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<ReceivedMessage>>,
+    stream: String,
+    partitions: Vec<i32>,
+    /// Cancels the partition tasks when the subscription is dropped.
+    _cancel: DropGuard,
+}
+
+impl Subscription {
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The partitions subscribed to.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<ReceivedMessage>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What ended a server stream.
+enum End {
+    /// Normal end: stop position, start of a reverse read.
+    Clean,
+    /// Reported to the consumer, then the subscription ends.
+    Fatal(Error),
+    /// Worth resubscribing.
+    Broken(Error),
+}
+
+/// Classifies the status that ended a running subscription.
+fn classify(inner: &Inner, status: tonic::Status, stream: &str, partition: i32) -> End {
+    let op = Op::Subscription { stream, partition };
+    let lower = status.message().to_ascii_lowercase();
+    match status.code() {
+        Code::ResourceExhausted if lower.contains("readonly") => End::Fatal(inner.map_status(status, op)),
+        Code::ResourceExhausted => End::Clean,
+        Code::FailedPrecondition if lower.contains("leader") => End::Broken(inner.map_status(status, op)),
+        Code::FailedPrecondition | Code::NotFound => End::Fatal(inner.map_status(status, op)),
+        Code::Unavailable | Code::Unknown | Code::Aborted | Code::Cancelled | Code::DeadlineExceeded => {
+            End::Broken(inner.map_status(status, op))
+        }
+        _ => End::Fatal(inner.map_status(status, op)),
+    }
+}
+
+/// Opens a partition's server stream and consumes the handshake. `Ok(None)`: nothing to read (the stop
+/// position is before the start, or the stream is empty with a stop position).
+async fn open(
+    inner: &Inner,
+    stream: &str,
+    partition: i32,
+    opts: &SubscribeOptions,
+    last: Option<i64>,
+) -> Result<Option<Streaming<pb::Message>>> {
+    if let Some(last) = last {
+        let done = if opts.reverse {
+            last == 0 || matches!(opts.stop, Some(StopPosition::Offset(s)) if last <= s)
+        } else {
+            matches!(opts.stop, Some(StopPosition::Offset(s)) if last >= s)
+        };
+        if done {
+            return Ok(None);
+        }
+    }
+    let req = opts.to_request(stream, partition, last);
+    let op = Op::Subscribe { stream, partition };
+    let deadline = Instant::now() + inner.opts.request_timeout;
+    let mut attempt: u32 = 0;
+    let mut not_found_refreshed = false;
+    loop {
+        inner.check_open()?;
+        let err = match open_once(inner, &req, opts.read_isr_replica, deadline).await {
+            Ok(s) => return Ok(s),
+            Err(e) => e,
+        };
+        let retryable = match err.kind() {
+            ErrorKind::NotLeader | ErrorKind::Unavailable | ErrorKind::Disconnected => true,
+            ErrorKind::NoSuchStream | ErrorKind::NoSuchPartition if !not_found_refreshed => {
+                not_found_refreshed = true;
+                true
+            }
+            _ => false,
+        };
+        attempt += 1;
+        let pause = inner.opts.retry.backoff(attempt - 1);
+        if !retryable || attempt >= inner.opts.retry.max_attempts || Instant::now() + pause >= deadline {
+            return Err(err);
+        }
+        tracing::debug!(%op, error = %err, attempt, "subscribe failed; refreshing metadata and retrying");
+        inner.sleep_or_closed(pause).await?;
+        let _ = inner.refresh_metadata().await;
+    }
+}
+
+async fn open_once(
+    inner: &Inner,
+    req: &pb::SubscribeRequest,
+    isr: bool,
+    deadline: Instant,
+) -> Result<Option<Streaming<pb::Message>>> {
+    let (stream, partition) = (req.stream.as_str(), req.partition);
+    let op = Op::Subscribe { stream, partition };
+    let addr = inner.partition_addr(stream, partition, isr).await?;
+    let mut api = inner.connections.api(&addr)?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    // No grpc-timeout header: a server would cut the whole subscription off at the deadline. The deadline
+    // bounds only the setup, here.
+    let setup = async {
+        let mut stream = api.subscribe(req.clone()).await?.into_inner();
+        let handshake = stream.message().await?;
+        Ok::<_, tonic::Status>((stream, handshake))
+    };
+    let result = match tokio::time::timeout(remaining, setup).await {
+        Err(_) => Err(Error::timeout(&op.to_string(), inner.opts.request_timeout)),
+        Ok(Ok((stream, Some(_handshake)))) => Ok(Some(stream)),
+        Ok(Ok((_, None))) => Err(Error::disconnected(&op.to_string())),
+        Ok(Err(status))
+            if status.code() == Code::ResourceExhausted
+                && !status.message().to_ascii_lowercase().contains("readonly") =>
+        {
+            // "Stream is empty" with a stop position: nothing to read.
+            inner.connections.reached(&addr);
+            return Ok(None);
+        }
+        Ok(Err(status)) => Err(inner.map_status(status, op)),
+    };
+    inner.connections.record(&addr, &result);
+    result
+}
+
+/// Subscribes to one partition.
+pub(crate) async fn subscribe(
+    inner: &Arc<Inner>,
+    stream: &str,
+    opts: SubscribeOptions,
+) -> Result<Subscription> {
+    inner.check_open()?;
+    opts.validate()?;
+    let capacity = opts.prefetch.unwrap_or(inner.opts.prefetch);
+    let (tx, rx) = mpsc::channel(capacity);
+    let cancel = CancellationToken::new();
+    let first = open(inner, stream, opts.partition, &opts, None).await?;
+    if let Some(first) = first {
+        tokio::spawn(run(
+            inner.clone(),
+            stream.to_string(),
+            opts.partition,
+            opts.clone(),
+            first,
+            tx,
+            cancel.clone(),
+        ));
+    }
+    Ok(Subscription {
+        rx,
+        stream: stream.to_string(),
+        partitions: vec![opts.partition],
+        _cancel: cancel.drop_guard(),
+    })
+}
+
+/// Subscribes to every partition, merged.
+pub(crate) async fn subscribe_all(
+    inner: &Arc<Inner>,
+    stream: &str,
+    opts: SubscribeOptions,
+) -> Result<Subscription> {
+    inner.check_open()?;
+    opts.validate()?;
+    let count = inner.partition_count(stream).await?;
+    let partitions: Vec<i32> = (0..i32::try_from(count).unwrap_or(i32::MAX)).collect();
+    let capacity = opts.prefetch.unwrap_or(inner.opts.prefetch);
+    let (tx, rx) = mpsc::channel(capacity);
+    let cancel = CancellationToken::new();
+    let opts_ref = &opts;
+    let opened = futures::future::try_join_all(partitions.iter().map(|&p| async move {
+        open(inner, stream, p, opts_ref, None)
+            .await
+            .map(|s| (p, s))
+    }))
+    .await?;
+    for (p, s) in opened {
+        if let Some(s) = s {
+            tokio::spawn(run(
+                inner.clone(),
+                stream.to_string(),
+                p,
+                opts.clone(),
+                s,
+                tx.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
+    Ok(Subscription {
+        rx,
+        stream: stream.to_string(),
+        partitions,
+        _cancel: cancel.drop_guard(),
+    })
+}
+
+/// Reads one partition until it ends, resubscribing when its stream breaks.
+async fn run(
+    inner: Arc<Inner>,
+    stream: String,
+    partition: i32,
+    opts: SubscribeOptions,
+    mut current: Streaming<pb::Message>,
+    tx: mpsc::Sender<Result<ReceivedMessage>>,
+    cancel: CancellationToken,
+) {
+    let mut last: Option<i64> = None;
+    loop {
+        let end = loop {
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = inner.closed.cancelled() => {
+                    let _ = tx.try_send(Err(Error::closed()));
+                    return;
+                }
+                item = current.message() => item,
+            };
+            match item {
+                Ok(Some(msg)) => {
+                    last = Some(msg.offset);
+                    let sent = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return,
+                        sent = tx.send(Ok(ReceivedMessage::from_proto(msg))) => sent,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    break End::Broken(Error::disconnected(&format!(
+                        "subscription to {stream}/{partition} (the server ended the stream without a status)"
+                    )));
+                }
+                Err(status) => break classify(&inner, status, &stream, partition),
+            }
+        };
+        let error = match end {
+            End::Clean => return,
+            End::Fatal(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            End::Broken(e) if !opts.resubscribe => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            End::Broken(e) => e,
+        };
+        let _ = inner.events.send(Event::Resubscribing {
+            stream: stream.clone(),
+            partition,
+            error: error.clone(),
+        });
+        tracing::debug!(stream, partition, %error, ?last, "subscription broke; resubscribing");
+        match resubscribe(&inner, &stream, partition, &opts, last, &cancel, error).await {
+            Ok(Some(s)) => {
+                current = s;
+                let _ = inner.events.send(Event::Resubscribed {
+                    stream: stream.clone(),
+                    partition,
+                    offset: last.map(|l| if opts.reverse { l - 1 } else { l + 1 }),
+                });
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Tries to open the partition again, from after `last`, with backoff, for up to the resubscribe window.
+async fn resubscribe(
+    inner: &Inner,
+    stream: &str,
+    partition: i32,
+    opts: &SubscribeOptions,
+    last: Option<i64>,
+    cancel: &CancellationToken,
+    mut error: Error,
+) -> Result<Option<Streaming<pb::Message>>> {
+    let window = inner.opts.resubscribe_window;
+    let deadline = Instant::now() + window;
+    let backoff = RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+    };
+    let mut attempt = 0;
+    loop {
+        let pause = backoff.backoff(attempt).max(Duration::from_millis(20));
+        attempt += 1;
+        if Instant::now() + pause >= deadline {
+            return Err(Error::new(
+                error.kind(),
+                format!(
+                    "gave up resubscribing to {stream}/{partition} after {window:?} (raise the resubscribe window \
+                     to wait longer): {}",
+                    error.message()
+                ),
+            )
+            .with_source(error));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            _ = inner.closed.cancelled() => return Err(Error::closed()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        let _ = inner.refresh_metadata().await;
+        match open(inner, stream, partition, opts, last).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_retryable() => error = e,
+            Err(e) => return Err(e),
+        }
+    }
+}
