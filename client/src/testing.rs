@@ -263,7 +263,7 @@ impl TestServer {
     /// connections: requests and acks wait in the proxy.
     pub fn set_stalled(&self, stalled: bool) {
         if let Some(proxy) = &self.proxy {
-            let _ = proxy.stalled.send(stalled);
+            proxy.stalled.send_replace(stalled);
         }
     }
 

@@ -1,4 +1,6 @@
-//! Publishing: acks, partitioners, headers, ack policies, OCC, pipelining, backpressure, fail-fast.
+//! Publishing: acks, partitioners, headers, ack policies, OCC, typed ack errors, publish to subject,
+//! envelopes through plain NATS, pipelining, the in-flight window, ack timeouts and fail-fast on broken
+//! connections.
 
 mod common;
 
@@ -10,9 +12,13 @@ use common::*;
 use futures::StreamExt;
 use liftbridge::testing::TestServer;
 use liftbridge::{
-    AckPolicy, ErrorKind, Message, Partitioner, Partitioning, StartPosition, StreamOptions,
-    SubscribeOptions,
+    Ack, AckPolicy, ErrorKind, Event, Message, Partitioner, Partitioning, StartPosition,
+    StreamOptions, SubscribeOptions,
 };
+
+fn earliest() -> SubscribeOptions {
+    SubscribeOptions::new().start_at(StartPosition::Earliest)
+}
 
 #[tokio::test]
 async fn publish_waits_for_the_ack() {
@@ -24,9 +30,431 @@ async fn publish_waits_for_the_ack() {
         assert_eq!(ack.offset(), i);
         assert_eq!(ack.stream(), "orders");
         assert_eq!(ack.partition(), Some(0));
+        assert_eq!(ack.partition_subject(), "orders");
         assert_eq!(ack.ack_policy(), AckPolicy::Leader);
         assert!(!ack.correlation_id().is_empty());
         assert!(ack.commit_timestamp() >= ack.reception_timestamp());
     }
+    client.close().await;
+}
+
+/// Keys land where go-liftbridge puts them: the golden vectors of the proto crate, through a real server.
+#[tokio::test]
+async fn key_partitioner_matches_golden_vectors() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .partitioning(Partitioning::Key)
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "keyed", 3).await;
+    let golden = include_str!("../../proto/tests/data/key_partition_golden.tsv");
+    let mut checked = 0;
+    for line in golden.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[2] != "3" {
+            continue;
+        }
+        let key: Vec<u8> = (0..cols[0].len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&cols[0][i..i + 2], 16).unwrap())
+            .collect();
+        let expected: i32 = cols[3].parse().unwrap();
+        let ack = client
+            .publish("keyed", Message::new("v").key(key))
+            .await
+            .unwrap();
+        assert_eq!(ack.partition(), Some(expected), "key {}", cols[0]);
+        let subject = if expected == 0 {
+            "keyed".to_string()
+        } else {
+            format!("keyed.{expected}")
+        };
+        assert_eq!(ack.partition_subject(), subject);
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+#[derive(Debug)]
+struct Last;
+
+impl Partitioner for Last {
+    fn partition(&self, _stream: &str, _key: &[u8], _value: &[u8], partitions: u32) -> u32 {
+        partitions - 1
+    }
+}
+
+#[tokio::test]
+async fn round_robin_custom_and_explicit_partitions() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .partitioning(Partitioning::RoundRobin)
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "rr", 3).await;
+    let mut parts = Vec::new();
+    for _ in 0..6 {
+        parts.push(client.publish("rr", "x").await.unwrap().partition().unwrap());
+    }
+    assert_eq!(parts, [0, 1, 2, 0, 1, 2]);
+    let custom = Message::new("x").partitioning(Partitioning::Custom(Arc::new(Last)));
+    assert_eq!(client.publish("rr", custom).await.unwrap().partition(), Some(2));
+    let explicit = Message::new("x").partition(1);
+    assert_eq!(client.publish("rr", explicit).await.unwrap().partition(), Some(1));
+}
+
+#[tokio::test]
+async fn headers_key_and_correlation_id_travel() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "h", 1).await;
+    let ack = client
+        .publish(
+            "h",
+            Message::new("value")
+                .key("k1")
+                .header("trace", "abc")
+                .headers([("n", Bytes::from_static(b"1"))])
+                .correlation_id("my-id"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.correlation_id(), "my-id");
+    let mut sub = client.subscribe("h", earliest()).await.unwrap();
+    let got = take(&mut sub, 1).await;
+    let m = &got[0];
+    assert_eq!(m.value(), &Bytes::from_static(b"value"));
+    assert_eq!(m.key(), &Bytes::from_static(b"k1"));
+    assert_eq!(m.header("trace"), Some(&Bytes::from_static(b"abc")));
+    assert_eq!(m.header("n"), Some(&Bytes::from_static(b"1")));
+    assert_eq!(m.stream(), "h");
+    assert_eq!(m.partition(), 0);
+    assert!(m.timestamp() > std::time::UNIX_EPOCH);
+}
+
+#[tokio::test]
+async fn ack_policies_all_and_none() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "p", 1).await;
+    let ack = client
+        .publish("p", Message::new("all").ack_policy(AckPolicy::All))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset(), 0);
+    assert_eq!(ack.ack_policy(), AckPolicy::All);
+    let ack = client
+        .publish("p", Message::new("none").ack_policy(AckPolicy::None))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset(), -1, "no ack comes for NONE: the ack is local");
+    let mut sub = client.subscribe("p", earliest()).await.unwrap();
+    let got = take(&mut sub, 2).await;
+    assert_eq!(got[1].value(), &Bytes::from_static(b"none"));
+}
+
+#[tokio::test]
+async fn optimistic_concurrency_control() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    client
+        .create_stream(StreamOptions::new("occ", "occ").optimistic_concurrency_control(true))
+        .await
+        .unwrap();
+    let ack = client
+        .publish("occ", Message::new("a").expected_offset(0))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset(), 0);
+    let err = client
+        .publish("occ", Message::new("dup").expected_offset(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IncorrectOffset, "{err}");
+    assert!(!err.is_retryable());
+    let ack = client
+        .publish("occ", Message::new("b").expected_offset(1))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset(), 1);
+    let err = client
+        .publish("occ", Message::new("c").ack_policy(AckPolicy::None))
+        .await;
+    // NONE is refused by the server; the refusal cannot be reported to a NONE publish, so the publish itself
+    // succeeds locally and nothing is written.
+    assert!(err.is_ok());
+    let meta = client.fetch_partition_metadata("occ", 0).await.unwrap();
+    assert_eq!(meta.newest_offset(), 1);
+}
+
+#[tokio::test]
+async fn typed_refusals() {
+    let server = TestServer::builder()
+        .config(|c| c.clustering.replication_max_bytes = 64)
+        .start()
+        .await
+        .unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "t", 2).await;
+
+    let err = client.publish("t", vec![0u8; 100]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+
+    let err = client.publish("missing", "x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSuchStream, "{err}");
+    assert!(err.to_string().contains("create"), "says what to do: {err}");
+
+    let err = client
+        .publish("t", Message::new("x").partition(7))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSuchPartition, "{err}");
+
+    client.set_stream_readonly("t", &[1], true).await.unwrap();
+    let err = client
+        .publish("t", Message::new("x").partition(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Readonly, "{err}");
+    client.publish("t", "partition 0 still writable").await.unwrap();
+    client.set_stream_readonly("t", &[1], false).await.unwrap();
+    client
+        .publish("t", Message::new("x").partition(1))
+        .await
+        .unwrap();
+
+    let err = client
+        .publish("t", Message::new("x").correlation_id("same"))
+        .await;
+    assert!(err.is_ok());
+    let err = client.publish("", "x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn publish_to_subject_keeps_headers() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "events", 1).await;
+    let ack = client
+        .publish_to_subject(
+            "events",
+            Message::new("via subject").header("h", "1").key("k"),
+        )
+        .await
+        .unwrap()
+        .expect("an ack");
+    assert_eq!(ack.stream(), "events");
+    assert_eq!(ack.offset(), 0);
+    let none = client
+        .publish_to_subject("events", Message::new("x").ack_policy(AckPolicy::None))
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    let mut sub = client.subscribe("events", earliest()).await.unwrap();
+    let got = take(&mut sub, 1).await;
+    assert_eq!(got[0].header("h"), Some(&Bytes::from_static(b"1")));
+    assert_eq!(got[0].key(), &Bytes::from_static(b"k"));
+}
+
+/// `Message::to_envelope` and `Ack::from_envelope` let a plain NATS client publish to a stream.
+#[tokio::test]
+async fn envelopes_through_plain_nats() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "env", 1).await;
+    let nats = async_nats::connect(server.nats_url().unwrap()).await.unwrap();
+    let mut acks = nats.subscribe("my.acks").await.unwrap();
+    nats.flush().await.unwrap();
+    let msg = Message::new("from nats")
+        .key("k")
+        .header("h", "v")
+        .ack_inbox("my.acks")
+        .correlation_id("c-1");
+    nats.publish("env", msg.to_envelope(true)).await.unwrap();
+    nats.flush().await.unwrap();
+    let raw = next(&mut acks).await.expect("an ack on the inbox");
+    let ack = Ack::from_envelope(&raw.payload).unwrap();
+    assert_eq!(ack.stream(), "env");
+    assert_eq!(ack.offset(), 0);
+    assert_eq!(ack.correlation_id(), "c-1");
+    let mut sub = client.subscribe("env", earliest()).await.unwrap();
+    let got = take(&mut sub, 1).await;
+    assert_eq!(got[0].value(), &Bytes::from_static(b"from nats"));
+    assert_eq!(got[0].header("h"), Some(&Bytes::from_static(b"v")));
+}
+
+#[tokio::test]
+async fn pipelined_sends_are_acked_in_order() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "pipe", 1).await;
+    let mut futures = Vec::new();
+    for i in 0..2000 {
+        futures.push(client.send("pipe", format!("m{i}")).await.unwrap());
+    }
+    for (i, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap().offset(), i as i64);
+    }
+}
+
+/// With a window of 4 and acks held back, four sends go through and the fifth waits until an ack frees room.
+#[tokio::test]
+async fn in_flight_window_applies_backpressure() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .max_in_flight(4)
+        .ack_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "bp", 1).await;
+    client.publish("bp", "warm up").await.unwrap();
+    server.set_stalled(true);
+    let mut pending = Vec::new();
+    for i in 0..4 {
+        pending.push(client.send("bp", format!("m{i}")).await.unwrap());
+    }
+    let fifth = client.send("bp", "m4");
+    tokio::pin!(fifth);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut fifth)
+            .await
+            .is_err(),
+        "the fifth send must wait for room in the window"
+    );
+    server.set_stalled(false);
+    let fifth = tokio::time::timeout(WAIT, fifth)
+        .await
+        .expect("room after acks")
+        .unwrap();
+    for (i, f) in pending.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap().offset(), i as i64 + 1);
+    }
+    assert_eq!(fifth.await.unwrap().offset(), 5);
+}
+
+/// Stopping the server with acks in flight fails every pending ack at once with a retryable error, long
+/// before the ack timeout; publishing works again after a restart.
+#[tokio::test]
+async fn broken_stream_fails_in_flight_acks_fast() {
+    let mut server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .ack_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    create(&client, "ff", 1).await;
+    client.publish("ff", "warm up").await.unwrap();
+    server.set_stalled(true);
+    let mut pending = Vec::new();
+    for i in 0..10 {
+        pending.push(client.send("ff", format!("m{i}")).await.unwrap());
+    }
+    let started = tokio::time::Instant::now();
+    server.stop().await.unwrap();
+    for f in pending {
+        let err = tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("fails fast, not after the ack timeout")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert!(err.is_retryable());
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    wait_event(&mut events, |e| {
+        matches!(e, Event::PublishStreamBroken { in_flight, .. } if *in_flight == 10)
+    })
+    .await;
+    server.set_stalled(false);
+    server.restart().await.unwrap();
+    let ack = client.publish("ff", "after restart").await.unwrap();
+    assert!(ack.offset() >= 1);
+}
+
+#[tokio::test]
+async fn killed_connection_fails_acks_and_recovers() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .ack_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "kc", 1).await;
+    client.publish("kc", "warm up").await.unwrap();
+    server.set_stalled(true);
+    let f = client.send("kc", "lost?").await.unwrap();
+    server.kill_connections();
+    let err = tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .expect("fails fast")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Disconnected);
+    server.set_stalled(false);
+    client.publish("kc", "again").await.unwrap();
+}
+
+#[tokio::test]
+async fn ack_timeout_is_typed_and_the_stream_survives() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .ack_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "at", 1).await;
+    client.publish("at", "warm up").await.unwrap();
+    server.set_stalled(true);
+    let started = tokio::time::Instant::now();
+    let err = client.publish("at", "late").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AckTimeout, "{err}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.set_stalled(false);
+    let ack = client.publish("at", "on time").await.unwrap();
+    assert_eq!(ack.offset(), 2, "the late message was written, its ack discarded");
+}
+
+/// Dropping ack futures neither breaks the publish stream nor leaks window permits.
+#[tokio::test]
+async fn dropped_ack_futures_are_harmless() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client_builder().max_in_flight(4).connect().await.unwrap();
+    create(&client, "drop", 1).await;
+    for i in 0..50 {
+        drop(client.send("drop", format!("m{i}")).await.unwrap());
+    }
+    let ack = client.publish("drop", "last").await.unwrap();
+    assert_eq!(ack.offset(), 50);
+}
+
+#[tokio::test]
+async fn closed_client_refuses_work_and_drains() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "cl", 1).await;
+    let pending: Vec<_> = futures::stream::iter(0..20)
+        .then(|i| {
+            let client = client.clone();
+            async move { client.send("cl", format!("m{i}")).await.unwrap() }
+        })
+        .collect()
+        .await;
+    client.close().await;
+    for f in pending {
+        f.await.expect("in-flight acks are drained by close");
+    }
+    let err = client.publish("cl", "x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert!(client.is_closed());
     client.close().await;
 }
