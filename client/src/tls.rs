@@ -175,6 +175,13 @@ pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
         if e.is::<rustls::Error>() {
             return true;
         }
+        // `io::Error::source` skips the wrapped error itself (it returns the wrapped error's source), and
+        // tokio-rustls wraps rustls errors in `io::Error`s.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
         source = e.source();
     }
     false
