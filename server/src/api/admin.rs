@@ -141,18 +141,31 @@ fn check_name(name: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// Applies an admin op on a named stream and waits (best effort) for it to take effect here.
+async fn apply(ctx: &ApiContext, name: &str, op: Op) -> Result<(), Status> {
+    check_name(name)?;
+    let index = ctx
+        .metadata
+        .propose(op)
+        .await
+        .map_err(status::from_metadata)?;
+    settle(ctx, index).await;
+    Ok(())
+}
+
 /// `DeleteStream`.
 pub async fn delete_stream(
     ctx: &ApiContext,
     req: pb::DeleteStreamRequest,
 ) -> Result<pb::DeleteStreamResponse, Status> {
-    check_name(&req.name)?;
-    let index = ctx
-        .metadata
-        .propose(Op::DeleteStream { name: req.name })
-        .await
-        .map_err(status::from_metadata)?;
-    settle(ctx, index).await;
+    apply(
+        ctx,
+        &req.name,
+        Op::DeleteStream {
+            name: req.name.clone(),
+        },
+    )
+    .await?;
     Ok(pb::DeleteStreamResponse {})
 }
 
@@ -161,18 +174,12 @@ pub async fn pause_stream(
     ctx: &ApiContext,
     req: pb::PauseStreamRequest,
 ) -> Result<pb::PauseStreamResponse, Status> {
-    check_name(&req.name)?;
     let op = Op::PauseStream {
-        name: req.name,
+        name: req.name.clone(),
         partitions: req.partitions,
         resume_all: req.resume_all,
     };
-    let index = ctx
-        .metadata
-        .propose(op)
-        .await
-        .map_err(status::from_metadata)?;
-    settle(ctx, index).await;
+    apply(ctx, &req.name, op).await?;
     Ok(pb::PauseStreamResponse {})
 }
 
@@ -181,18 +188,12 @@ pub async fn set_stream_readonly(
     ctx: &ApiContext,
     req: pb::SetStreamReadonlyRequest,
 ) -> Result<pb::SetStreamReadonlyResponse, Status> {
-    check_name(&req.name)?;
     let op = Op::SetReadonly {
-        name: req.name,
+        name: req.name.clone(),
         partitions: req.partitions,
         readonly: req.readonly,
     };
-    let index = ctx
-        .metadata
-        .propose(op)
-        .await
-        .map_err(status::from_metadata)?;
-    settle(ctx, index).await;
+    apply(ctx, &req.name, op).await?;
     Ok(pb::SetStreamReadonlyResponse {})
 }
 
