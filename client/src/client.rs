@@ -318,10 +318,15 @@ impl Inner {
                 .iter()
                 .map(|addr| async move {
                     let result = self
-                        .call_once(addr, Op::Metadata, remaining.max(Duration::from_millis(1)), |mut api, t| async move {
-                            api.fetch_metadata(request(pb::FetchMetadataRequest::default(), t))
-                                .await
-                        })
+                        .call_once(
+                            addr,
+                            Op::Metadata,
+                            remaining.max(Duration::from_millis(1)),
+                            |mut api, t| async move {
+                                api.fetch_metadata(request(pb::FetchMetadataRequest::default(), t))
+                                    .await
+                            },
+                        )
                         .await;
                     (addr, result)
                 })
@@ -369,7 +374,13 @@ impl Inner {
     }
 
     /// One attempt of an RPC on `addr`, bounded by `timeout`, with its outcome recorded for connection events.
-    async fn call_once<T, F, Fut>(&self, addr: &str, op: Op<'_>, timeout: Duration, f: F) -> Result<T>
+    async fn call_once<T, F, Fut>(
+        &self,
+        addr: &str,
+        op: Op<'_>,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T>
     where
         F: FnOnce(ApiClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
@@ -476,7 +487,8 @@ impl Inner {
                 Err(e) if e.kind() == ErrorKind::NotLeader => {
                     attempt += 1;
                     let pause = self.opts.retry.backoff(attempt);
-                    if attempt >= self.opts.retry.max_attempts || Instant::now() + pause >= deadline {
+                    if attempt >= self.opts.retry.max_attempts || Instant::now() + pause >= deadline
+                    {
                         return Err(e);
                     }
                     self.sleep_or_closed(pause).await?;
@@ -503,7 +515,10 @@ impl Inner {
             };
             attempt += 1;
             let pause = self.opts.retry.backoff(attempt - 1);
-            if !retryable || attempt >= self.opts.retry.max_attempts || Instant::now() + pause >= deadline {
+            if !retryable
+                || attempt >= self.opts.retry.max_attempts
+                || Instant::now() + pause >= deadline
+            {
                 return Err(err);
             }
             tracing::debug!(%op, addr, error = %err, attempt, "refreshing metadata and retrying");
@@ -575,7 +590,12 @@ impl Inner {
 
     /// The address to reach partition `stream`/`partition` at: its leader, or with `isr` a random in-sync
     /// replica. Refreshes the cache once when it does not know the partition or its leader.
-    pub(crate) async fn partition_addr(&self, stream: &str, partition: i32, isr: bool) -> Result<String> {
+    pub(crate) async fn partition_addr(
+        &self,
+        stream: &str,
+        partition: i32,
+        isr: bool,
+    ) -> Result<String> {
         let mut metadata = self.metadata.snapshot();
         for refreshed in [false, true] {
             if refreshed {
@@ -623,7 +643,9 @@ impl Inner {
 fn no_such_stream(stream: &str) -> Error {
     Error::new(
         ErrorKind::NoSuchStream,
-        format!("stream {stream:?} does not exist: create it first (create_stream), or check its name"),
+        format!(
+            "stream {stream:?} does not exist: create it first (create_stream), or check its name"
+        ),
     )
 }
 
@@ -708,7 +730,12 @@ impl Client {
 
     /// Pauses `partitions` of a stream (all of them when empty). A paused partition frees its resources and
     /// resumes when published to; with `resume_all`, publishing to one resumes them all.
-    pub async fn pause_stream(&self, name: &str, partitions: &[i32], resume_all: bool) -> Result<()> {
+    pub async fn pause_stream(
+        &self,
+        name: &str,
+        partitions: &[i32],
+        resume_all: bool,
+    ) -> Result<()> {
         let op = Op::AlterStream {
             stream: name,
             what: "pausing",
@@ -729,7 +756,12 @@ impl Client {
     /// Sets (`readonly = true`) or clears the readonly flag of `partitions` of a stream (all when empty).
     /// Publishing to a readonly partition fails with [`ErrorKind::Readonly`]; subscriptions end with
     /// [`ErrorKind::EndOfReadonlyPartition`] once they have read everything.
-    pub async fn set_stream_readonly(&self, name: &str, partitions: &[i32], readonly: bool) -> Result<()> {
+    pub async fn set_stream_readonly(
+        &self,
+        name: &str,
+        partitions: &[i32],
+        readonly: bool,
+    ) -> Result<()> {
         let op = Op::AlterStream {
             stream: name,
             what: if readonly {
@@ -768,7 +800,11 @@ impl Client {
     }
 
     /// Fetches a partition's metadata from its leader, including the high watermark and newest offset.
-    pub async fn fetch_partition_metadata(&self, stream: &str, partition: i32) -> Result<PartitionInfo> {
+    pub async fn fetch_partition_metadata(
+        &self,
+        stream: &str,
+        partition: i32,
+    ) -> Result<PartitionInfo> {
         let op = Op::PartitionMetadata { stream, partition };
         let resp = self
             .inner
@@ -780,9 +816,12 @@ impl Client {
                 async move { api.fetch_partition_metadata(request(req, t)).await }
             })
             .await?;
-        resp.metadata
-            .map(PartitionInfo::from_proto)
-            .ok_or_else(|| Error::new(ErrorKind::Protocol, "FetchPartitionMetadata answered without metadata"))
+        resp.metadata.map(PartitionInfo::from_proto).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                "FetchPartitionMetadata answered without metadata",
+            )
+        })
     }
 
     /// The cached metadata (refreshed in the background and on errors); no request is made.
@@ -799,15 +838,12 @@ impl Client {
     pub async fn leader_of(&self, stream: &str, partition: i32) -> Result<BrokerInfo> {
         self.inner.partition_addr(stream, partition, false).await?;
         let metadata = self.inner.metadata.snapshot();
-        metadata
-            .leader(stream, partition)
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotLeader,
-                    format!("partition {stream}/{partition} has no leader right now; retry shortly"),
-                )
-            })
+        metadata.leader(stream, partition).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotLeader,
+                format!("partition {stream}/{partition} has no leader right now; retry shortly"),
+            )
+        })
     }
 
     /// Waits until the stream exists and every partition has a leader, polling with backoff for up to
@@ -825,12 +861,19 @@ impl Client {
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(_) => {}
             }
-            let pause = self.inner.opts.retry.backoff(attempt).max(Duration::from_millis(10));
+            let pause = self
+                .inner
+                .opts
+                .retry
+                .backoff(attempt)
+                .max(Duration::from_millis(10));
             attempt = (attempt + 1).min(10);
             if Instant::now() + pause >= deadline {
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!("stream {name:?} was not ready (created, every partition led) within {timeout:?}"),
+                    format!(
+                        "stream {name:?} was not ready (created, every partition led) within {timeout:?}"
+                    ),
                 ));
             }
             self.inner.sleep_or_closed(pause).await?;
@@ -859,7 +902,9 @@ impl Client {
                 Err(e) if e.not_sent() => {
                     attempt += 1;
                     let pause = self.inner.opts.retry.backoff(attempt - 1);
-                    if attempt >= self.inner.opts.retry.max_attempts || Instant::now() + pause >= deadline {
+                    if attempt >= self.inner.opts.retry.max_attempts
+                        || Instant::now() + pause >= deadline
+                    {
                         return Err(e);
                     }
                     tracing::debug!(stream, error = %e, attempt, "publish not sent; retrying");
@@ -886,7 +931,11 @@ impl Client {
     /// Publishes a message to a NATS subject (through the server): every stream recording the subject stores
     /// it. Returns the first ack, or `None` with `AckPolicy::None`. Headers, key, correlation id and ack inbox
     /// are sent; the message's partition settings do not apply.
-    pub async fn publish_to_subject(&self, subject: &str, message: impl Into<Message>) -> Result<Option<Ack>> {
+    pub async fn publish_to_subject(
+        &self,
+        subject: &str,
+        message: impl Into<Message>,
+    ) -> Result<Option<Ack>> {
         let message = message.into();
         let no_ack = message.ack_policy == crate::AckPolicy::None;
         let timeout = if no_ack {
@@ -913,10 +962,12 @@ impl Client {
             .await?;
         match resp.ack {
             None => Ok(None),
-            Some(ack) => match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
-                pb::ack::Error::Ok => Ok(Some(Ack::from_proto(ack, None))),
-                err => Err(crate::error::from_ack_error(err, &ack.stream)),
-            },
+            Some(ack) => {
+                match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
+                    pb::ack::Error::Ok => Ok(Some(Ack::from_proto(ack, None))),
+                    err => Err(crate::error::from_ack_error(err, &ack.stream)),
+                }
+            }
         }
     }
 
@@ -934,7 +985,11 @@ impl Client {
     /// Subscribes to every partition of a stream, merged into one [`Subscription`] (order is kept within each
     /// partition; [`ReceivedMessage::partition`](crate::ReceivedMessage::partition) says which). It ends when
     /// every partition's subscription has ended.
-    pub async fn subscribe_all(&self, stream: &str, options: SubscribeOptions) -> Result<Subscription> {
+    pub async fn subscribe_all(
+        &self,
+        stream: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
         crate::subscribe::subscribe_all(&self.inner, stream, options).await
     }
 
@@ -954,7 +1009,10 @@ impl Client {
             return;
         }
         self.inner.closed.cancel();
-        self.inner.publishers.drain(self.inner.opts.drain_grace).await;
+        self.inner
+            .publishers
+            .drain(self.inner.opts.drain_grace)
+            .await;
         let _ = self.inner.events.send(Event::Closed);
     }
 

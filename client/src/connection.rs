@@ -77,7 +77,9 @@ impl Connections {
             "http"
         };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| Error::config(format!("invalid server address {addr:?}: {e}")).with_source(e))?
+            .map_err(|e| {
+                Error::config(format!("invalid server address {addr:?}: {e}")).with_source(e)
+            })?
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
             .keep_alive_timeout(self.settings.keepalive_timeout);
@@ -88,7 +90,8 @@ impl Connections {
         }
         if let Some(tls) = &self.settings.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
-                Error::new(ErrorKind::Tls, format!("TLS configuration for {addr}: {e}")).with_source(e)
+                Error::new(ErrorKind::Tls, format!("TLS configuration for {addr}: {e}"))
+                    .with_source(e)
             })?;
         }
         Ok(endpoint)

@@ -282,8 +282,7 @@ impl fmt::Display for Op<'_> {
 
 /// True when `status` comes from failing to establish the connection: nothing was sent.
 fn is_connect_error(status: &Status) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> =
-        std::error::Error::source(status);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(err) = source {
         if err.is::<tonic::ConnectError>() {
             return true;
@@ -341,7 +340,9 @@ pub(crate) fn from_status(status: Status, op: Op<'_>) -> Error {
             ErrorKind::NotLeader,
             "the partition's leader moved; the client refreshes its metadata and retries",
         ),
-        (Code::FailedPrecondition, _) => (ErrorKind::InvalidArgument, "the request does not apply now"),
+        (Code::FailedPrecondition, _) => {
+            (ErrorKind::InvalidArgument, "the request does not apply now")
+        }
         (Code::ResourceExhausted, Op::Subscribe { .. } | Op::Subscription { .. })
             if lower.contains("readonly") =>
         {
@@ -355,10 +356,14 @@ pub(crate) fn from_status(status: Status, op: Op<'_>) -> Error {
             "the message exceeds the gRPC message size limit; send smaller messages or raise the limits",
         ),
         (Code::ResourceExhausted, _) => (ErrorKind::Unavailable, "the server is out of a resource"),
-        (Code::InvalidArgument, _) if lower.contains("too_large") || lower.contains("too large") => (
-            ErrorKind::TooLarge,
-            "the message exceeds the server's limit (clustering.replication.max.bytes); send smaller messages",
-        ),
+        (Code::InvalidArgument, _)
+            if lower.contains("too_large") || lower.contains("too large") =>
+        {
+            (
+                ErrorKind::TooLarge,
+                "the message exceeds the server's limit (clustering.replication.max.bytes); send smaller messages",
+            )
+        }
         (Code::InvalidArgument, _) | (Code::OutOfRange, _) => {
             (ErrorKind::InvalidArgument, "fix the request")
         }
@@ -380,7 +385,10 @@ pub(crate) fn from_status(status: Status, op: Op<'_>) -> Error {
             "the server does not support this yet",
         ),
         (Code::Internal | Code::DataLoss, _) => (ErrorKind::Internal, "see the server log"),
-        (Code::Aborted, _) => (ErrorKind::Unavailable, "the server aborted the request; retry"),
+        (Code::Aborted, _) => (
+            ErrorKind::Unavailable,
+            "the server aborted the request; retry",
+        ),
         (Code::Unknown, Op::Publish { .. }) if lower.contains("permission") => (
             ErrorKind::PermissionDenied,
             "the server refused this identity; check the server's ACLs",
@@ -440,7 +448,10 @@ pub(crate) fn from_async_error(
             ErrorKind::IncorrectOffset,
             "the expected offset did not match; the message was not written",
         ),
-        C::EncryptionFailed => (ErrorKind::Encryption, "the server could not encrypt the message"),
+        C::EncryptionFailed => (
+            ErrorKind::Encryption,
+            "the server could not encrypt the message",
+        ),
         C::PermissionDenied => (
             ErrorKind::PermissionDenied,
             "the server refused this identity; check the server's ACLs",
@@ -469,8 +480,14 @@ pub(crate) fn from_ack_error(err: pb::ack::Error, stream: &str) -> Error {
             ErrorKind::TooLarge,
             "the message exceeds the server's limit; send smaller messages",
         ),
-        A::Encryption => (ErrorKind::Encryption, "the server could not encrypt the message"),
-        A::Unknown => (ErrorKind::Unknown, "the partition leader refused the message"),
+        A::Encryption => (
+            ErrorKind::Encryption,
+            "the server could not encrypt the message",
+        ),
+        A::Unknown => (
+            ErrorKind::Unknown,
+            "the partition leader refused the message",
+        ),
     };
     Error::new(kind, format!("{}: {hint}", publishing(stream)))
 }
@@ -527,7 +544,9 @@ mod tests {
         );
         assert_eq!(
             from_status(
-                Status::failed_precondition("Partition s/0 is paused (subscribe with resume to resume it)"),
+                Status::failed_precondition(
+                    "Partition s/0 is paused (subscribe with resume to resume it)"
+                ),
                 Op::Subscribe {
                     stream: "s",
                     partition: 0
@@ -555,7 +574,10 @@ mod tests {
             .kind(),
             ErrorKind::EndOfReadonlyPartition
         );
-        let e = from_status(Status::already_exists("exists"), Op::CreateStream { stream: "s" });
+        let e = from_status(
+            Status::already_exists("exists"),
+            Op::CreateStream { stream: "s" },
+        );
         assert_eq!(e.kind(), ErrorKind::StreamExists);
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("create_stream_if_not_exists"));
@@ -574,12 +596,18 @@ mod tests {
             from_async_error(&err, Some(pb::ack::Error::TooLarge), "s").kind(),
             ErrorKind::TooLarge
         );
-        assert_eq!(from_async_error(&err, None, "s").kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            from_async_error(&err, None, "s").kind(),
+            ErrorKind::TooLarge
+        );
         let err = pb::PublishAsyncError {
             code: pb::publish_async_error::Code::Readonly as i32,
             message: String::new(),
         };
-        assert_eq!(from_async_error(&err, None, "s").kind(), ErrorKind::Readonly);
+        assert_eq!(
+            from_async_error(&err, None, "s").kind(),
+            ErrorKind::Readonly
+        );
         assert_eq!(
             from_ack_error(pb::ack::Error::IncorrectOffset, "s").kind(),
             ErrorKind::IncorrectOffset

@@ -26,7 +26,11 @@ pub struct Metadata {
 impl Metadata {
     /// Builds the snapshot from a `FetchMetadata` response; streams reported as unknown are left out.
     pub(crate) fn from_proto(resp: pb::FetchMetadataResponse) -> Metadata {
-        let mut brokers: Vec<BrokerInfo> = resp.brokers.into_iter().map(BrokerInfo::from_proto).collect();
+        let mut brokers: Vec<BrokerInfo> = resp
+            .brokers
+            .into_iter()
+            .map(BrokerInfo::from_proto)
+            .collect();
         brokers.sort_by(|a, b| a.id.cmp(&b.id));
         let streams = resp
             .stream_metadata
@@ -416,14 +420,22 @@ mod tests {
         let cache = MetadataCache::default();
         let m = Metadata::from_proto(response("b1"));
         assert!(!m.has_stream("gone"));
-        assert_eq!(m.leader("s", 0).map(BrokerInfo::addr), Some("127.0.0.1:9292".into()));
+        assert_eq!(
+            m.leader("s", 0).map(BrokerInfo::addr),
+            Some("127.0.0.1:9292".into())
+        );
         assert!(m.stream("s").unwrap().is_ready());
         cache.install(m);
         let g = cache.generation();
         let events = cache.install(Metadata::from_proto(response("b2")));
         assert!(cache.generation() > g);
-        assert!(events.iter().any(|e| matches!(e, Event::LeaderChanged { old, new, .. } if old == "b1" && new == "b2")));
-        assert!(!cache.snapshot().stream("s").unwrap().is_ready() || cache.snapshot().leader("s", 0).is_none());
+        assert!(events.iter().any(
+            |e| matches!(e, Event::LeaderChanged { old, new, .. } if old == "b1" && new == "b2")
+        ));
+        assert!(
+            !cache.snapshot().stream("s").unwrap().is_ready()
+                || cache.snapshot().leader("s", 0).is_none()
+        );
     }
 
     #[test]

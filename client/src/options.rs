@@ -483,8 +483,11 @@ impl SubscribeOptions {
                 }
                 StartPosition::TimeDelta(d) => {
                     req.start_position = pb::StartPosition::Timestamp as i32;
-                    req.start_timestamp =
-                        unix_nanos(SystemTime::now().checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH));
+                    req.start_timestamp = unix_nanos(
+                        SystemTime::now()
+                            .checked_sub(d)
+                            .unwrap_or(SystemTime::UNIX_EPOCH),
+                    );
                 }
             },
         }

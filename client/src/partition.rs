@@ -130,11 +130,14 @@ mod tests {
                 "key {:?} over {partitions}",
                 cols[0]
             );
-            let rr = RoundRobinPartitioner::new();
-            assert_eq!(
-                Partitioning::Key.choose(&rr, "s", &key, b"", partitions),
-                i32::try_from(expected).unwrap()
-            );
+            // Partition numbers are i32 on the wire; huge counts only exercise the hash above.
+            if let Ok(expected) = i32::try_from(expected) {
+                let rr = RoundRobinPartitioner::new();
+                assert_eq!(
+                    Partitioning::Key.choose(&rr, "s", &key, b"", partitions),
+                    expected
+                );
+            }
             checked += 1;
         }
         assert!(checked > 20, "only {checked} vectors");

@@ -57,9 +57,7 @@ pub struct AckFuture {
 
 #[derive(Debug)]
 enum AckState {
-    Waiting {
-        rx: oneshot::Receiver<Result<Ack>>,
-    },
+    Waiting { rx: oneshot::Receiver<Result<Ack>> },
     Ready(Option<Result<Ack>>),
 }
 
@@ -80,11 +78,12 @@ impl Future for AckFuture {
                 Ok(result) => result,
                 Err(_) => Err(Error::disconnected("waiting for an ack")),
             }),
-            AckState::Ready(result) => Poll::Ready(
-                result
-                    .take()
-                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Closed, "ack future polled after completion"))),
-            ),
+            AckState::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    "ack future polled after completion",
+                ))
+            })),
         }
     }
 }
@@ -229,7 +228,10 @@ impl Shared {
     /// Completes the message a response is for.
     fn complete(&self, resp: pb::PublishResponse) {
         let corr = if resp.correlation_id.is_empty() {
-            resp.ack.as_ref().map(|a| a.correlation_id.as_str()).unwrap_or("")
+            resp.ack
+                .as_ref()
+                .map(|a| a.correlation_id.as_str())
+                .unwrap_or("")
         } else {
             resp.correlation_id.as_str()
         };
@@ -252,20 +254,29 @@ impl Shared {
         let Some(pending) = pending else {
             // An ack that timed out already, or a refusal of an AckPolicy NONE message.
             if let Some(err) = &resp.async_error {
-                tracing::warn!(correlation_id = corr, code = err.code, message = err.message, "publish refused");
+                tracing::warn!(
+                    correlation_id = corr,
+                    code = err.code,
+                    message = err.message,
+                    "publish refused"
+                );
             }
             return;
         };
         let result = match (&resp.async_error, resp.ack) {
             (Some(err), ack) => {
                 let stream = ack.as_ref().map(|a| a.stream.as_str()).unwrap_or("");
-                let ack_error = ack.as_ref().and_then(|a| pb::ack::Error::try_from(a.ack_error).ok());
+                let ack_error = ack
+                    .as_ref()
+                    .and_then(|a| pb::ack::Error::try_from(a.ack_error).ok());
                 Err(crate::error::from_async_error(err, ack_error, stream))
             }
-            (None, Some(ack)) => match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
-                pb::ack::Error::Ok => Ok(Ack::from_proto(ack, Some(pending.partition))),
-                err => Err(crate::error::from_ack_error(err, &ack.stream)),
-            },
+            (None, Some(ack)) => {
+                match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
+                    pb::ack::Error::Ok => Ok(Ack::from_proto(ack, Some(pending.partition))),
+                    err => Err(crate::error::from_ack_error(err, &ack.stream)),
+                }
+            }
             (None, None) => Err(Error::new(
                 ErrorKind::Protocol,
                 "the server answered a publish with neither an ack nor an error",
@@ -526,7 +537,13 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     let partition = if partitioning.needs_count() {
         let count = inner.partition_count(stream).await?;
         let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
-        partitioning.choose(&inner.round_robin, stream, &message.key, &message.value, count)
+        partitioning.choose(
+            &inner.round_robin,
+            stream,
+            &message.key,
+            &message.value,
+            count,
+        )
     } else {
         partitioning.choose(&inner.round_robin, stream, &[], &[], 1)
     };
@@ -578,7 +595,9 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     }
     let mut err = Error::new(
         ErrorKind::Unavailable,
-        format!("publishing to stream {stream:?}: the publish stream to {addr} keeps breaking; retry later"),
+        format!(
+            "publishing to stream {stream:?}: the publish stream to {addr} keeps breaking; retry later"
+        ),
     );
     err.mark_not_sent();
     Err(err)

@@ -92,13 +92,19 @@ fn classify(inner: &Inner, status: tonic::Status, stream: &str, partition: i32) 
     let op = Op::Subscription { stream, partition };
     let lower = status.message().to_ascii_lowercase();
     match status.code() {
-        Code::ResourceExhausted if lower.contains("readonly") => End::Fatal(inner.map_status(status, op)),
+        Code::ResourceExhausted if lower.contains("readonly") => {
+            End::Fatal(inner.map_status(status, op))
+        }
         Code::ResourceExhausted => End::Clean,
-        Code::FailedPrecondition if lower.contains("leader") => End::Broken(inner.map_status(status, op)),
-        Code::FailedPrecondition | Code::NotFound => End::Fatal(inner.map_status(status, op)),
-        Code::Unavailable | Code::Unknown | Code::Aborted | Code::Cancelled | Code::DeadlineExceeded => {
+        Code::FailedPrecondition if lower.contains("leader") => {
             End::Broken(inner.map_status(status, op))
         }
+        Code::FailedPrecondition | Code::NotFound => End::Fatal(inner.map_status(status, op)),
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Aborted
+        | Code::Cancelled
+        | Code::DeadlineExceeded => End::Broken(inner.map_status(status, op)),
         _ => End::Fatal(inner.map_status(status, op)),
     }
 }
@@ -143,7 +149,10 @@ async fn open(
         };
         attempt += 1;
         let pause = inner.opts.retry.backoff(attempt - 1);
-        if !retryable || attempt >= inner.opts.retry.max_attempts || Instant::now() + pause >= deadline {
+        if !retryable
+            || attempt >= inner.opts.retry.max_attempts
+            || Instant::now() + pause >= deadline
+        {
             return Err(err);
         }
         tracing::debug!(%op, error = %err, attempt, "subscribe failed; refreshing metadata and retrying");
@@ -233,11 +242,11 @@ pub(crate) async fn subscribe_all(
     let (tx, rx) = mpsc::channel(capacity);
     let cancel = CancellationToken::new();
     let opts_ref = &opts;
-    let opened = futures::future::try_join_all(partitions.iter().map(|&p| async move {
-        open(inner, stream, p, opts_ref, None)
-            .await
-            .map(|s| (p, s))
-    }))
+    let opened = futures::future::try_join_all(
+        partitions
+            .iter()
+            .map(|&p| async move { open(inner, stream, p, opts_ref, None).await.map(|s| (p, s)) }),
+    )
     .await?;
     for (p, s) in opened {
         if let Some(s) = s {

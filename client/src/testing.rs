@@ -342,7 +342,9 @@ impl TestServer {
                     Ok(Ok(())) => "it stopped before becoming ready".to_string(),
                     Err(e) => e.to_string(),
                 };
-                return Err(TestServerError::Server(format!("the server did not start: {why}")));
+                return Err(TestServerError::Server(format!(
+                    "the server did not start: {why}"
+                )));
             }
             Err(_) => {
                 task.abort();
@@ -410,10 +412,12 @@ fn tls_acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, TestServer
                     .add(cert.map_err(|e| bad("client CA", &e))?)
                     .map_err(|e| bad("client CA", &e))?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| bad("client verifier", &e))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| bad("client verifier", &e))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -178,7 +178,9 @@ pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
         // `io::Error::source` skips the wrapped error itself (it returns the wrapped error's source), and
         // tokio-rustls wraps rustls errors in `io::Error`s.
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
         {
             return true;
         }
@@ -193,7 +195,10 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_up_front() {
-        let err = TlsOptions::new().ca_pem("not a pem").to_tonic().unwrap_err();
+        let err = TlsOptions::new()
+            .ca_pem("not a pem")
+            .to_tonic()
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Tls);
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         let err = TlsOptions::new()

@@ -21,7 +21,10 @@ async fn create_exists_and_delete() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StreamExists);
-    assert!(err.to_string().contains("create_stream_if_not_exists"), "{err}");
+    assert!(
+        err.to_string().contains("create_stream_if_not_exists"),
+        "{err}"
+    );
     assert!(
         !client
             .create_stream_if_not_exists(StreamOptions::new("orders.*", "orders"))
@@ -232,7 +235,10 @@ async fn connect_succeeds_if_any_seed_answers() {
     assert!(err.to_string().contains(&dead), "names the address: {err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let err = Client::builder(Vec::<String>::new()).connect().await.unwrap_err();
+    let err = Client::builder(Vec::<String>::new())
+        .connect()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     let err = Client::connect(["host:notaport"]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
@@ -250,15 +256,26 @@ async fn connection_events() {
         .unwrap();
     let mut events = client.events();
     client.fetch_metadata().await.unwrap();
-    wait_event(&mut events, |e| matches!(e, Event::MetadataRefreshed { brokers: 1, .. })).await;
+    wait_event(&mut events, |e| {
+        matches!(e, Event::MetadataRefreshed { brokers: 1, .. })
+    })
+    .await;
     server.stop().await.unwrap();
     let err = client.fetch_metadata().await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let addr = server.addr().to_string();
-    wait_event(&mut events, |e| matches!(e, Event::Disconnected { addr: a, .. } if *a == addr)).await;
+    wait_event(
+        &mut events,
+        |e| matches!(e, Event::Disconnected { addr: a, .. } if *a == addr),
+    )
+    .await;
     server.restart().await.unwrap();
     client.fetch_metadata().await.unwrap();
-    wait_event(&mut events, |e| matches!(e, Event::Connected { addr: a } if *a == addr)).await;
+    wait_event(
+        &mut events,
+        |e| matches!(e, Event::Connected { addr: a } if *a == addr),
+    )
+    .await;
     client.close().await;
     wait_event(&mut events, |e| matches!(e, Event::Closed)).await;
 }

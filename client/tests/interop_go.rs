@@ -133,7 +133,9 @@ async fn client_suite_against_the_go_server() {
         let ack = client
             .publish(
                 "interop",
-                Message::new(format!("v{i}")).key(key).header("n", i.to_string()),
+                Message::new(format!("v{i}"))
+                    .key(key)
+                    .header("n", i.to_string()),
             )
             .await
             .unwrap();
@@ -156,7 +158,12 @@ async fn client_suite_against_the_go_server() {
     }
     per_partition[0] += 100;
     let none = client
-        .publish("interop", Message::new("none").partition(1).ack_policy(AckPolicy::None))
+        .publish(
+            "interop",
+            Message::new("none")
+                .partition(1)
+                .ack_policy(AckPolicy::None),
+        )
         .await
         .unwrap();
     assert_eq!(none.offset(), -1);
@@ -199,7 +206,10 @@ async fn client_suite_against_the_go_server() {
         .await
         .unwrap();
     let got = take(&mut sub, 4).await;
-    assert!(got.iter().any(|m| m.header("n") == Some(&Bytes::from_static(b"0")) || m.offset() <= 1));
+    assert!(
+        got.iter()
+            .any(|m| m.header("n") == Some(&Bytes::from_static(b"0")) || m.offset() <= 1)
+    );
     assert!(next(&mut sub).await.is_none());
 
     // Metadata.
@@ -208,10 +218,16 @@ async fn client_suite_against_the_go_server() {
     assert_eq!(md.brokers()[0].addr(), server.addr);
     let p0 = client.fetch_partition_metadata("interop", 0).await.unwrap();
     assert_eq!(p0.high_watermark(), per_partition[0] - 1);
-    assert_eq!(client.leader_of("interop", 1).await.unwrap().addr(), server.addr);
+    assert_eq!(
+        client.leader_of("interop", 1).await.unwrap().addr(),
+        server.addr
+    );
 
     // Readonly, then delete.
-    client.set_stream_readonly("interop", &[1], true).await.unwrap();
+    client
+        .set_stream_readonly("interop", &[1], true)
+        .await
+        .unwrap();
     let err = client
         .publish("interop", Message::new("x").partition(1))
         .await

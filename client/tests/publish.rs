@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use futures::StreamExt;
 use liftbridge::testing::TestServer;
 use liftbridge::{
     Ack, AckPolicy, ErrorKind, Event, Message, Partitioner, Partitioning, StartPosition,
@@ -98,13 +97,26 @@ async fn round_robin_custom_and_explicit_partitions() {
     create(&client, "rr", 3).await;
     let mut parts = Vec::new();
     for _ in 0..6 {
-        parts.push(client.publish("rr", "x").await.unwrap().partition().unwrap());
+        parts.push(
+            client
+                .publish("rr", "x")
+                .await
+                .unwrap()
+                .partition()
+                .unwrap(),
+        );
     }
     assert_eq!(parts, [0, 1, 2, 0, 1, 2]);
     let custom = Message::new("x").partitioning(Partitioning::Custom(Arc::new(Last)));
-    assert_eq!(client.publish("rr", custom).await.unwrap().partition(), Some(2));
+    assert_eq!(
+        client.publish("rr", custom).await.unwrap().partition(),
+        Some(2)
+    );
     let explicit = Message::new("x").partition(1);
-    assert_eq!(client.publish("rr", explicit).await.unwrap().partition(), Some(1));
+    assert_eq!(
+        client.publish("rr", explicit).await.unwrap().partition(),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -220,7 +232,10 @@ async fn typed_refusals() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Readonly, "{err}");
-    client.publish("t", "partition 0 still writable").await.unwrap();
+    client
+        .publish("t", "partition 0 still writable")
+        .await
+        .unwrap();
     client.set_stream_readonly("t", &[1], false).await.unwrap();
     client
         .publish("t", Message::new("x").partition(1))
@@ -267,7 +282,9 @@ async fn envelopes_through_plain_nats() {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
     create(&client, "env", 1).await;
-    let nats = async_nats::connect(server.nats_url().unwrap()).await.unwrap();
+    let nats = async_nats::connect(server.nats_url().unwrap())
+        .await
+        .unwrap();
     let mut acks = nats.subscribe("my.acks").await.unwrap();
     nats.flush().await.unwrap();
     let msg = Message::new("from nats")
@@ -369,9 +386,10 @@ async fn broken_stream_fails_in_flight_acks_fast() {
         assert!(err.is_retryable());
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    wait_event(&mut events, |e| {
-        matches!(e, Event::PublishStreamBroken { in_flight, .. } if *in_flight == 10)
-    })
+    wait_event(
+        &mut events,
+        |e| matches!(e, Event::PublishStreamBroken { in_flight, .. } if *in_flight == 10),
+    )
     .await;
     server.set_stalled(false);
     server.restart().await.unwrap();
@@ -421,14 +439,23 @@ async fn ack_timeout_is_typed_and_the_stream_survives() {
     assert!(started.elapsed() < Duration::from_secs(5));
     server.set_stalled(false);
     let ack = client.publish("at", "on time").await.unwrap();
-    assert_eq!(ack.offset(), 2, "the late message was written, its ack discarded");
+    assert_eq!(
+        ack.offset(),
+        2,
+        "the late message was written, its ack discarded"
+    );
 }
 
 /// Dropping ack futures neither breaks the publish stream nor leaks window permits.
 #[tokio::test]
 async fn dropped_ack_futures_are_harmless() {
     let server = TestServer::start().await.unwrap();
-    let client = server.client_builder().max_in_flight(4).connect().await.unwrap();
+    let client = server
+        .client_builder()
+        .max_in_flight(4)
+        .connect()
+        .await
+        .unwrap();
     create(&client, "drop", 1).await;
     for i in 0..50 {
         drop(client.send("drop", format!("m{i}")).await.unwrap());
@@ -442,13 +469,10 @@ async fn closed_client_refuses_work_and_drains() {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
     create(&client, "cl", 1).await;
-    let pending: Vec<_> = futures::stream::iter(0..20)
-        .then(|i| {
-            let client = client.clone();
-            async move { client.send("cl", format!("m{i}")).await.unwrap() }
-        })
-        .collect()
-        .await;
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        pending.push(client.send("cl", format!("m{i}")).await.unwrap());
+    }
     client.close().await;
     for f in pending {
         f.await.expect("in-flight acks are drained by close");

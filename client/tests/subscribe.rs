@@ -45,7 +45,10 @@ async fn start_positions() {
     let client = server.client().await.unwrap();
     create(&client, "s", 1).await;
 
-    let mut new_only = client.subscribe("s", SubscribeOptions::new()).await.unwrap();
+    let mut new_only = client
+        .subscribe("s", SubscribeOptions::new())
+        .await
+        .unwrap();
     let times = fill(&client, "s", 5).await;
     assert_eq!(offsets(&take(&mut new_only, 5).await), [0, 1, 2, 3, 4]);
 
@@ -67,7 +70,10 @@ async fn start_positions() {
     }
 
     // NewOnly after data: nothing old, the next new message only.
-    let mut sub = client.subscribe("s", SubscribeOptions::new()).await.unwrap();
+    let mut sub = client
+        .subscribe("s", SubscribeOptions::new())
+        .await
+        .unwrap();
     client.publish("s", "m5").await.unwrap();
     assert_eq!(take(&mut sub, 1).await[0].offset(), 5);
 }
@@ -93,7 +99,10 @@ async fn stop_positions_end_the_stream_cleanly() {
     assert_eq!(offsets(&drain(&mut sub).await), [0, 1, 2, 3, 4]);
 
     let mut sub = client
-        .subscribe("s", earliest.clone().stop_at(StopPosition::Timestamp(times[1])))
+        .subscribe(
+            "s",
+            earliest.clone().stop_at(StopPosition::Timestamp(times[1])),
+        )
         .await
         .unwrap();
     assert_eq!(offsets(&drain(&mut sub).await), [0, 1]);
@@ -103,7 +112,10 @@ async fn stop_positions_end_the_stream_cleanly() {
         .subscribe("empty", earliest.stop_at(StopPosition::Latest))
         .await
         .unwrap();
-    assert!(drain(&mut sub).await.is_empty(), "an empty stream with a stop ends at once");
+    assert!(
+        drain(&mut sub).await.is_empty(),
+        "an empty stream with a stop ends at once"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +165,10 @@ async fn readonly_end_pause_and_deletion_are_distinct() {
     fill(&client, "ro", 3).await;
     client.set_stream_readonly("ro", &[], true).await.unwrap();
     let mut sub = client
-        .subscribe("ro", SubscribeOptions::new().start_at(StartPosition::Earliest))
+        .subscribe(
+            "ro",
+            SubscribeOptions::new().start_at(StartPosition::Earliest),
+        )
         .await
         .unwrap();
     assert_eq!(offsets(&take(&mut sub, 3).await), [0, 1, 2]);
@@ -162,13 +177,19 @@ async fn readonly_end_pause_and_deletion_are_distinct() {
     assert!(next(&mut sub).await.is_none());
 
     create(&client, "pa", 1).await;
-    let mut sub = client.subscribe("pa", SubscribeOptions::new()).await.unwrap();
+    let mut sub = client
+        .subscribe("pa", SubscribeOptions::new())
+        .await
+        .unwrap();
     client.pause_stream("pa", &[], false).await.unwrap();
     let err = next(&mut sub).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Paused, "{err}");
     assert!(next(&mut sub).await.is_none());
     // Subscribing to the paused partition is refused unless asked to resume it.
-    let err = client.subscribe("pa", SubscribeOptions::new()).await.unwrap_err();
+    let err = client
+        .subscribe("pa", SubscribeOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Paused, "{err}");
     let mut sub = client
         .subscribe("pa", SubscribeOptions::new().resume(true))
@@ -178,7 +199,10 @@ async fn readonly_end_pause_and_deletion_are_distinct() {
     assert_eq!(take(&mut sub, 1).await[0].offset(), 0);
 
     create(&client, "del", 1).await;
-    let mut sub = client.subscribe("del", SubscribeOptions::new()).await.unwrap();
+    let mut sub = client
+        .subscribe("del", SubscribeOptions::new())
+        .await
+        .unwrap();
     client.delete_stream("del").await.unwrap();
     let err = next(&mut sub).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StreamDeleted, "{err}");
@@ -202,12 +226,18 @@ async fn setup_errors_come_from_subscribe() {
     assert_eq!(err.kind(), ErrorKind::NoSuchPartition, "{err}");
     let future = SystemTime::now() + Duration::from_secs(3600);
     let err = client
-        .subscribe("s", SubscribeOptions::new().stop_at(StopPosition::Timestamp(future)))
+        .subscribe(
+            "s",
+            SubscribeOptions::new().stop_at(StopPosition::Timestamp(future)),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let err = client
-        .subscribe("s", SubscribeOptions::new().start_at(StartPosition::Offset(-1)))
+        .subscribe(
+            "s",
+            SubscribeOptions::new().start_at(StartPosition::Offset(-1)),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -222,20 +252,35 @@ async fn resubscribes_after_server_restart() {
     let mut events = client.events();
     create(&client, "r", 1).await;
     let mut sub = client
-        .subscribe("r", SubscribeOptions::new().start_at(StartPosition::Earliest))
+        .subscribe(
+            "r",
+            SubscribeOptions::new().start_at(StartPosition::Earliest),
+        )
         .await
         .unwrap();
     fill(&client, "r", 5).await;
     assert_eq!(offsets(&take(&mut sub, 5).await), [0, 1, 2, 3, 4]);
 
     server.restart().await.unwrap();
-    wait_event(&mut events, |e| matches!(e, Event::Resubscribing { partition: 0, .. })).await;
+    wait_event(&mut events, |e| {
+        matches!(e, Event::Resubscribing { partition: 0, .. })
+    })
+    .await;
     for i in 5..10 {
         client.publish("r", format!("m{i}")).await.unwrap();
     }
     assert_eq!(offsets(&take(&mut sub, 5).await), [5, 6, 7, 8, 9]);
     let e = wait_event(&mut events, |e| matches!(e, Event::Resubscribed { .. })).await;
-    assert!(matches!(e, Event::Resubscribed { offset: Some(5), .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Event::Resubscribed {
+                offset: Some(5),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -245,7 +290,10 @@ async fn resubscribes_after_a_dropped_connection() {
     let mut events = client.events();
     create(&client, "k", 1).await;
     let mut sub = client
-        .subscribe("k", SubscribeOptions::new().start_at(StartPosition::Earliest))
+        .subscribe(
+            "k",
+            SubscribeOptions::new().start_at(StartPosition::Earliest),
+        )
         .await
         .unwrap();
     fill(&client, "k", 3).await;
@@ -256,7 +304,10 @@ async fn resubscribes_after_a_dropped_connection() {
     let (mut broken, mut resubscribed) = (false, false);
     while !(broken && resubscribed) {
         match wait_event(&mut events, |e| {
-            matches!(e, Event::PublishStreamBroken { .. } | Event::Resubscribed { .. })
+            matches!(
+                e,
+                Event::PublishStreamBroken { .. } | Event::Resubscribed { .. }
+            )
         })
         .await
         {
@@ -279,7 +330,10 @@ async fn gives_up_after_the_resubscribe_window() {
         .await
         .unwrap();
     create(&client, "g", 1).await;
-    let mut sub = client.subscribe("g", SubscribeOptions::new()).await.unwrap();
+    let mut sub = client
+        .subscribe("g", SubscribeOptions::new())
+        .await
+        .unwrap();
     server.stop().await.unwrap();
     let err = next(&mut sub).await.unwrap().unwrap_err();
     assert!(err.is_retryable(), "{err}");
@@ -311,7 +365,11 @@ async fn subscribe_all_merges_partitions() {
     let got = drain(&mut sub).await;
     assert_eq!(got.len(), 30);
     for p in 0..3 {
-        let per: Vec<i64> = got.iter().filter(|m| m.partition() == p).map(|m| m.offset()).collect();
+        let per: Vec<i64> = got
+            .iter()
+            .filter(|m| m.partition() == p)
+            .map(|m| m.offset())
+            .collect();
         assert_eq!(per, (0..10).collect::<Vec<_>>(), "partition {p} in order");
     }
 }
@@ -364,19 +422,28 @@ async fn dropping_a_subscription_releases_the_server_stream() {
         )
         .await
         .unwrap();
-    let sub = client.subscribe("ap", SubscribeOptions::new()).await.unwrap();
+    let sub = client
+        .subscribe("ap", SubscribeOptions::new())
+        .await
+        .unwrap();
     // Observed for well over the auto-pause time: the subscriber keeps the partition running.
     let until = tokio::time::Instant::now() + Duration::from_millis(1200);
     while tokio::time::Instant::now() < until {
         let p = client.fetch_stream_metadata("ap").await.unwrap();
-        assert!(!p.partition(0).unwrap().is_paused(), "paused while subscribed");
+        assert!(
+            !p.partition(0).unwrap().is_paused(),
+            "paused while subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(sub);
-    wait_until("the partition to auto-pause after the subscription was dropped", || async {
-        let p = client.fetch_stream_metadata("ap").await.unwrap();
-        p.partition(0).unwrap().is_paused()
-    })
+    wait_until(
+        "the partition to auto-pause after the subscription was dropped",
+        || async {
+            let p = client.fetch_stream_metadata("ap").await.unwrap();
+            p.partition(0).unwrap().is_paused()
+        },
+    )
     .await;
 }
 
@@ -385,12 +452,18 @@ async fn closing_the_client_ends_subscriptions() {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
     create(&client, "c", 1).await;
-    let mut sub = client.subscribe("c", SubscribeOptions::new()).await.unwrap();
+    let mut sub = client
+        .subscribe("c", SubscribeOptions::new())
+        .await
+        .unwrap();
     client.close().await;
     let err = next(&mut sub).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     assert!(next(&mut sub).await.is_none());
-    let err = client.subscribe("c", SubscribeOptions::new()).await.unwrap_err();
+    let err = client
+        .subscribe("c", SubscribeOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     let _ = sub.next().await;
 }

@@ -6,9 +6,7 @@ mod common;
 use common::*;
 use liftbridge::testing::{ServerTls, TestServer};
 use liftbridge::{ErrorKind, StartPosition, SubscribeOptions, TlsOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 
 /// A CA and certificates it signed.
 struct Pki {
@@ -67,7 +65,10 @@ async fn tls_round_trip_with_a_private_ca() {
     let ack = client.publish("secure", "over tls").await.unwrap();
     assert_eq!(ack.offset(), 0);
     let mut sub = client
-        .subscribe("secure", SubscribeOptions::new().start_at(StartPosition::Earliest))
+        .subscribe(
+            "secure",
+            SubscribeOptions::new().start_at(StartPosition::Earliest),
+        )
         .await
         .unwrap();
     assert_eq!(take(&mut sub, 1).await[0].value(), "over tls".as_bytes());
@@ -107,7 +108,11 @@ async fn server_name_override() {
         .connect()
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Tls, "the certificate is not for 127.0.0.1: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Tls,
+        "the certificate is not for 127.0.0.1: {err}"
+    );
     let client = server
         .client_builder()
         .tls(
@@ -169,7 +174,11 @@ async fn mutual_tls_from_files() {
 async fn tls_configuration_errors_fail_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("not-a-key.pem");
-    std::fs::write(&key_path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &key_path,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let pki = Pki::new();
     let (cert, _) = pki.issue(&["c"], ExtendedKeyUsagePurpose::ClientAuth);
     let cert_path = dir.path().join("c.pem");

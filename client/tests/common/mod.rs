@@ -34,7 +34,10 @@ where
         match next(sub).await {
             Some(Ok(m)) => out.push(m),
             Some(Err(e)) => panic!("subscription error after {} messages: {e}", out.len()),
-            None => panic!("subscription ended after {} messages, wanted {n}", out.len()),
+            None => panic!(
+                "subscription ended after {} messages, wanted {n}",
+                out.len()
+            ),
         }
     }
     out
@@ -62,7 +65,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
