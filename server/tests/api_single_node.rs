@@ -206,6 +206,14 @@ async fn create_stream_bad_input(mode: Mode) {
             "{bad_subject:?}: {err:?}"
         );
     }
+    let mut req = create_request("wild.>", "full-wildcard", 2);
+    let err = f.client.create_stream(req.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    req.partitions = 1;
+    f.client
+        .create_stream(req)
+        .await
+        .expect("one partition on a '>' subject is fine");
     let err = f
         .client
         .create_stream(create_request("s", "neg", -1))
@@ -232,7 +240,11 @@ async fn create_stream_bad_input(mode: Mode) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(md.stream_metadata.len(), 1);
+    assert_eq!(
+        md.stream_metadata.len(),
+        2,
+        "only `a` and `full-wildcard` exist"
+    );
 }
 
 async fn publish_errors_have_precise_codes(mode: Mode) {
@@ -481,6 +493,33 @@ async fn nats_bridge_plain_and_envelope_publishers(mode: Mode) {
         );
         assert_eq!(got[2].key, Bytes::from_static(b"ek"));
         assert_eq!(got[2].value, Bytes::from_static(b"enveloped"));
+    }
+}
+
+async fn wildcard_subjects(mode: Mode) {
+    let mut f = fixture(mode).await;
+    f.client
+        .create_stream(create_request("wild.*", "wild", 2))
+        .await
+        .unwrap();
+    let nats = async_nats::connect(&f.nats_url).await.unwrap();
+    nats.publish("wild.a", Bytes::from_static(b"p0"))
+        .await
+        .unwrap();
+    nats.publish("wild.b.1", Bytes::from_static(b"p1"))
+        .await
+        .unwrap();
+    nats.publish("other", Bytes::from_static(b"no"))
+        .await
+        .unwrap();
+    nats_round_trip(&nats).await;
+    for (partition, value, subject) in [(0, &b"p0"[..], "wild.a"), (1, &b"p1"[..], "wild.b.1")] {
+        let mut req = from(pb::StartPosition::Earliest);
+        req.stream = "wild".into();
+        req.partition = partition;
+        let mut sub = subscribe(&mut f.client, req).await.unwrap();
+        let got = take(&mut sub, 1).await.remove(0);
+        assert_eq!((got.value.as_ref(), got.subject.as_str()), (value, subject));
     }
 }
 
@@ -1016,6 +1055,7 @@ on_both!(
     publish_async_pipelines_and_reports_errors,
     nats_bridge_plain_and_envelope_publishers,
     malformed_envelopes_are_dropped_not_fatal,
+    wildcard_subjects,
     subscribe_start_and_stop_positions,
     stop_latest_on_empty_stream,
     pause_resume_and_readonly,

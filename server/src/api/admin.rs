@@ -20,6 +20,13 @@ pub fn create_op(ctx: &ApiContext, req: pb::CreateStreamRequest) -> Result<Op, S
         )));
     }
     let partitions = req.partitions.max(1);
+    if partitions > 1 && req.subject.rsplit('.').next() == Some(">") {
+        return Err(Status::invalid_argument(format!(
+            "a stream on {:?} cannot have {partitions} partitions: partition i listens on \"<subject>.i\", and \
+             nothing may follow '>' in a NATS subject",
+            req.subject
+        )));
+    }
     let servers = ctx.metadata.servers();
     let cluster = i32::try_from(servers.len()).unwrap_or(i32::MAX);
     let replication_factor = match req.replication_factor {
