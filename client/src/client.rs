@@ -521,7 +521,7 @@ impl Inner {
             {
                 return Err(err);
             }
-            tracing::debug!(%op, addr, error = %err, attempt, "refreshing metadata and retrying");
+            tracing::debug!(%op, addr = &*addr, error = %err, attempt, "refreshing metadata and retrying");
             self.sleep_or_closed(pause).await?;
             let _ = self.refresh_metadata().await;
         }
@@ -595,7 +595,7 @@ impl Inner {
         stream: &str,
         partition: i32,
         isr: bool,
-    ) -> Result<String> {
+    ) -> Result<Arc<str>> {
         let mut metadata = self.metadata.snapshot();
         for refreshed in [false, true] {
             if refreshed {
@@ -620,11 +620,11 @@ impl Inner {
             if isr && !p.isr().is_empty() {
                 let pick = &p.isr()[rand::rng().random_range(0..p.isr().len())];
                 if let Some(b) = metadata.broker(pick) {
-                    return Ok(b.addr());
+                    return Ok(b.shared_addr());
                 }
             }
             if let Some(b) = metadata.broker(p.leader()) {
-                return Ok(b.addr());
+                return Ok(b.shared_addr());
             }
             if refreshed {
                 return Err(Error::new(
@@ -910,6 +910,16 @@ impl Client {
                     tracing::debug!(stream, error = %e, attempt, "publish not sent; retrying");
                     self.inner.sleep_or_closed(pause).await?;
                     let _ = self.inner.refresh_metadata().await;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::NoSuchStream | ErrorKind::NoSuchPartition
+                    ) =>
+                {
+                    // The cache may be stale (stream deleted or recreated): the next publish routes afresh.
+                    let _ = self.inner.refresh_metadata().await;
+                    return Err(e);
                 }
                 other => return other,
             }

@@ -79,7 +79,7 @@ impl Metadata {
 
     /// Addresses of every server.
     pub(crate) fn broker_addrs(&self) -> Vec<String> {
-        self.brokers.iter().map(BrokerInfo::addr).collect()
+        self.brokers.iter().map(|b| b.addr.to_string()).collect()
     }
 
     /// A copy of `self` with the streams of `fresh` (named in `asked`) replacing the ones cached: a stream
@@ -101,6 +101,8 @@ impl Metadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
     id: String,
+    /// `host:port`, formatted once: publishes look it up per message.
+    addr: Arc<str>,
     host: String,
     port: i32,
     partition_count: i32,
@@ -110,6 +112,7 @@ pub struct BrokerInfo {
 impl BrokerInfo {
     fn from_proto(b: pb::Broker) -> Self {
         BrokerInfo {
+            addr: broker_addr(&b.host, b.port).into(),
             id: b.id,
             host: b.host,
             port: b.port,
@@ -134,8 +137,12 @@ impl BrokerInfo {
     }
 
     /// `host:port`.
-    pub fn addr(&self) -> String {
-        broker_addr(&self.host, self.port)
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn shared_addr(&self) -> Arc<str> {
+        self.addr.clone()
     }
 
     /// Partitions it holds a replica of.
@@ -422,7 +429,7 @@ mod tests {
         assert!(!m.has_stream("gone"));
         assert_eq!(
             m.leader("s", 0).map(BrokerInfo::addr),
-            Some("127.0.0.1:9292".into())
+            Some("127.0.0.1:9292")
         );
         assert!(m.stream("s").unwrap().is_ready());
         cache.install(m);
