@@ -384,6 +384,10 @@ impl SubscribeOptions {
     }
 
     /// Where to stop; the stream then ends with `None`.
+    ///
+    /// A resubscription (after a failure) keeps the stop position. [`StopPosition::Latest`] is then evaluated
+    /// again by the server, so it may include messages published during the outage; use
+    /// [`StopPosition::Offset`] for an exact end.
     pub fn stop_at(mut self, stop: StopPosition) -> Self {
         self.stop = Some(stop);
         self
@@ -419,6 +423,10 @@ impl SubscribeOptions {
 
     /// Whether to resubscribe automatically (from the last offset + 1) when the stream breaks or the leader
     /// moves. On by default; the client's resubscribe window bounds how long it tries.
+    ///
+    /// A subscription that breaks before delivering any message resubscribes with its original start
+    /// position; with [`StartPosition::NewOnly`] messages published during the outage are then not read
+    /// (start at an offset, a timestamp or the earliest message where that matters).
     pub fn auto_resubscribe(mut self, enabled: bool) -> Self {
         self.resubscribe = enabled;
         self

@@ -562,6 +562,19 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     };
     let ack_policy = message.ack_policy;
     let mut req = message.into_request(stream, partition, correlation_id);
+    // An oversized message would fail the encoder of the shared stream, breaking it for every message in
+    // flight: refuse it here instead.
+    let size = prost::Message::encoded_len(&req);
+    if size > inner.opts.max_send_message_size {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "publishing to stream {stream:?}: the message is {size} bytes encoded, over the client's limit of \
+                 {} bytes (servers accept 4 MiB by default); send smaller messages or raise max_message_sizes",
+                inner.opts.max_send_message_size
+            ),
+        ));
+    }
     let mut permit = permit;
     let deadline = Instant::now() + inner.opts.ack_timeout;
     for _ in 0..REQUEUE_ATTEMPTS {

@@ -215,6 +215,11 @@ async fn typed_refusals() {
 
     let err = client.publish("t", vec![0u8; 100]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    // Over the gRPC limit: refused by the client without breaking the stream for others.
+    let pending = client.send("t", "small").await.unwrap();
+    let err = client.publish("t", vec![0u8; 5 << 20]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    pending.await.unwrap();
 
     let err = client.publish("missing", "x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSuchStream, "{err}");
