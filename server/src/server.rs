@@ -121,7 +121,7 @@ impl Server {
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         partitions.reconcile().await;
-        let manager_task = tokio::spawn(partitions.clone().run(stop_rx));
+        let manager_task = tokio::spawn(partitions.clone().run(stop_rx.clone()));
         let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
 
         let ctx = Arc::new(ApiContext {
@@ -135,6 +135,7 @@ impl Server {
             } else {
                 config.port
             },
+            shutdown: stop_rx,
         });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<ApiServer<ApiService>>().await;
@@ -147,10 +148,19 @@ impl Server {
             nats_url,
         });
 
+        // On shutdown, first end every open stream (partitions close, so subscriptions end with Unavailable;
+        // PublishAsync sessions end), because tonic's graceful shutdown waits for open streams to finish.
+        let stopping = {
+            let stop_tx = stop_tx.clone();
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            }
+        };
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(ApiServer::new(ApiService::new(ctx)).max_decoding_message_size(64 << 20))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
             .await;
 
         tracing::info!("shutting down: stopping partitions");

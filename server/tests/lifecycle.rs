@@ -398,3 +398,41 @@ async fn missing_config_file_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/liftbridge.yaml"), "{stderr}");
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_standalone(dir.path(), |_| {}).await;
+    let mut client = server.client().await;
+    client
+        .create_stream(create_request("open", "open", 1))
+        .await
+        .unwrap();
+    let req = pb::SubscribeRequest {
+        stream: "open".into(),
+        start_position: pb::StartPosition::NewOnly as i32,
+        ..Default::default()
+    };
+    let mut sub = client.subscribe(req).await.unwrap().into_inner();
+    let _handshake = sub.next().await.unwrap().unwrap();
+    let (_keep_open, rx) = tokio::sync::mpsc::channel::<pb::PublishRequest>(1);
+    let mut session = client
+        .publish_async(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("the server stops within 5 s with streams open")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let end = tokio::time::timeout(WAIT, sub.next()).await.unwrap();
+    assert!(
+        matches!(end, Some(Err(ref s)) if s.code() == Code::Unavailable) || end.is_none(),
+        "{end:?}"
+    );
+    let end = tokio::time::timeout(WAIT, session.next()).await.unwrap();
+    assert!(matches!(end, Some(Err(_)) | None), "{end:?}");
+}

@@ -54,6 +54,8 @@ pub struct ApiContext {
     pub acks: Arc<AckRouter>,
     /// The port clients should use (the listener's real port, which differs from the config when it is 0).
     pub advertised_port: u16,
+    /// Turns true when the server begins shutting down; long-lived streams end on it.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for dyn Bus {

@@ -280,6 +280,7 @@ pub fn publish_async(
     let (out, rx) = mpsc::channel::<Result<pb::PublishResponse, Status>>(1024);
     let inbox = ctx.acks.new_inbox();
     let mut acks = ctx.acks.expect_many(&inbox);
+    let mut shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         // Correlation ids of messages whose ack has not come back yet.
         let mut in_flight: HashMap<String, u32> = HashMap::new();
@@ -353,6 +354,12 @@ pub fn publish_async(
                     if out.send(Ok(resp)).await.is_err() { break; }
                 }
                 _ = drain => break,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        let _ = out.send(Err(Status::unavailable("Server is shutting down"))).await;
+                        break;
+                    }
+                }
             }
         }
         ctx.acks.forget(&inbox);
