@@ -24,7 +24,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!("stream {name:?} already exists");
     }
-    let info = client.wait_for_stream(&name, Duration::from_secs(10)).await?;
+    let info = client
+        .wait_for_stream(&name, Duration::from_secs(10))
+        .await?;
     println!("subject {}", info.subject());
     for (id, p) in info.partitions() {
         let leader = client.leader_of(&name, *id).await?;

@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await?;
     client
-        .create_stream_if_not_exists(StreamOptions::new(format!("{stream}.events"), &stream).partitions(3))
+        .create_stream_if_not_exists(
+            StreamOptions::new(format!("{stream}.events"), &stream).partitions(3),
+        )
         .await?;
 
     for i in 0..10 {

@@ -14,7 +14,11 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9292".into());
     let stream = args.next().unwrap_or_else(|| "bulk".into());
-    let count: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10_000);
+    let count: usize = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let client = Client::builder([addr]).max_in_flight(512).connect().await?;
     client
         .create_stream_if_not_exists(StreamOptions::new(&stream, &stream))

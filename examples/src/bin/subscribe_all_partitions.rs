@@ -6,7 +6,9 @@
 //! ```
 
 use futures::StreamExt;
-use liftbridge::{Client, Partitioning, StartPosition, StopPosition, StreamOptions, SubscribeOptions};
+use liftbridge::{
+    Client, Partitioning, StartPosition, StopPosition, StreamOptions, SubscribeOptions,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -12,7 +12,10 @@ use liftbridge::{Client, TlsOptions};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:9292".into());
+    let addr = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9292".into());
     let mut tls = TlsOptions::new();
     if let Some(ca) = args.get(1) {
         tls = tls.ca_file(ca);
