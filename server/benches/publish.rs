@@ -6,64 +6,18 @@
 //! standalone / external. Workloads: pipelined `PublishAsync` (128 B, window 256), synchronous `Publish` round
 //! trips (128 B; p50/p99), and `Subscribe` of the whole stream from the earliest offset.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use liftbridge_proto::pb;
 use liftbridge_proto::pb::api_client::ApiClient;
-use liftbridge_server::config::Config;
-use liftbridge_server::server::{Server, ServerInfo};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-struct NatsServer {
-    child: Child,
-    url: String,
-}
-
-impl NatsServer {
-    fn start() -> NatsServer {
-        let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nats-server must be installed (apt-get install -y nats-server)");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let _ = tx.send(
-                        rest.trim()
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse::<u16>().ok()),
-                    );
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(10))
-            .ok()
-            .flatten()
-            .expect("nats-server port");
-        NatsServer {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{NatsServer, TestServer};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Deployment {
@@ -71,69 +25,30 @@ enum Deployment {
     External,
 }
 
+/// A server of the given deployment (the test fixtures' `TestServer`, plus its nats-server for `External`).
 struct Running {
-    addr: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    server: TestServer,
     _nats: Option<NatsServer>,
     _dir: tempfile::TempDir,
 }
 
 async fn start(deployment: Deployment) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let nats = (deployment == Deployment::External).then(NatsServer::start);
-    let mut config = Config {
-        data_dir: Some(dir.path().to_path_buf()),
-        port: 0,
-        ..Config::default()
+    let (server, nats) = match deployment {
+        Deployment::External => {
+            let nats = NatsServer::start();
+            (
+                TestServer::start(&nats.url, dir.path(), |_| {}).await,
+                Some(nats),
+            )
+        }
+        Deployment::Standalone => (TestServer::start_standalone(dir.path(), |_| {}).await, None),
     };
-    config.host = "127.0.0.1".into();
-    match &nats {
-        Some(n) => config.nats.servers = vec![n.url.clone()],
-        None => {
-            config.nats.embedded_host = Some("127.0.0.1".into());
-            config.nats.embedded_port = Some(0);
-        }
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<ServerInfo>();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = shutdown_rx.await;
-        };
-        let ready = move |info| {
-            let _ = ready_tx.send(info);
-        };
-        if let Err(e) = Server::run_with(listener, config, shutdown, ready).await {
-            eprintln!("server failed: {e}");
-        }
-    });
-    let info = ready_rx.await.expect("server ready");
     Running {
-        addr: info.addr,
-        shutdown: Some(shutdown),
-        task,
+        server,
         _nats: nats,
         _dir: dir,
     }
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-async fn client(addr: std::net::SocketAddr) -> ApiClient<Channel> {
-    ApiClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect")
 }
 
 async fn create(client: &mut ApiClient<Channel>, name: &str) {
@@ -228,15 +143,15 @@ struct Figures {
 }
 
 async fn round(deployment: Deployment, n: usize, figures: &mut Figures) {
-    let server = start(deployment).await;
-    let mut c = client(server.addr).await;
+    let running = start(deployment).await;
+    let mut c = running.server.client().await;
     create(&mut c, "bench").await;
     figures.pipelined.push(pipelined(&mut c, n, 256).await);
     let (p50, p99) = round_trips(&mut c, (n / 20).max(200)).await;
     figures.p50.push(p50);
     figures.p99.push(p99);
     figures.subscribe.push(subscribe_all(&mut c, n).await);
-    server.stop().await;
+    running.server.stop().await.expect("server stops");
 }
 
 fn main() {

@@ -216,10 +216,23 @@ async fn nats_py_client_talks_to_the_embedded_broker() {
     if result.is_err() {
         let _ = child.kill();
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    // Never leave the script running: wait for it with a deadline, then kill it.
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                return child.wait();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let stderr = errors.join().unwrap_or_default();
     if let Err(message) = result {
         panic!("{message}\nscript exit: {status}\nscript stderr:\n{stderr}");

@@ -129,10 +129,8 @@ fn group_commit_with_concurrent_appenders() {
                     let info = log
                         .append(1, &[NewRecord::new(i as i64, value.clone())])
                         .unwrap();
+                    // Durable when append returns: the group commit covered this batch.
                     assert!(info.synced);
-                    // Durable when append returns: the synced mark covers this batch.
-                    let s = log.stats();
-                    assert!(s.synced_bytes >= s.written_bytes.min(s.synced_bytes));
                     mine.push((info.first_offset, value));
                 }
                 mine

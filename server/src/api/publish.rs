@@ -41,7 +41,9 @@ async fn prepare(ctx: &ApiContext, req: &pb::PublishRequest) -> Result<String, R
             Status::invalid_argument("No stream provided"),
         ));
     }
-    let Some(stream) = ctx.metadata.stream(&req.stream) else {
+    // A shared snapshot, not a copy of the stream: this runs for every published message.
+    let snapshot = ctx.metadata.snapshot();
+    let Some(stream) = snapshot.streams.get(&req.stream) else {
         return Err(Refusal::new(
             Code::NotFound,
             status::no_such_stream(&req.stream),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use liftbridge_proto::envelope::{self, EnvelopeError, MsgType};
+use liftbridge_proto::envelope::{self, EnvelopeError};
 use liftbridge_proto::pb;
 use tokio::sync::watch;
 
@@ -200,14 +200,8 @@ fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
             subject,
         });
     }
-    let env = envelope::decode(&payload)?;
-    if env.msg_type != MsgType::Publish {
-        return Err(EnvelopeError::UnexpectedType {
-            expected: MsgType::Publish,
-            actual: env.msg_type,
-        });
-    }
-    let msg: pb::Message = env.decode_payload()?;
+    // Zero copy: key, value and header values share the NATS payload's buffer.
+    let msg = envelope::decode_message_bytes(&payload)?;
     let mut headers: Vec<(Bytes, Bytes)> = msg
         .headers
         .into_iter()
@@ -239,7 +233,7 @@ fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
 fn make_ack(
     partition: &PartitionHandle,
     incoming_subject: &str,
-    route: &AckRoute,
+    route: AckRoute,
     offset: i64,
     reception: i64,
     commit: i64,
@@ -250,8 +244,8 @@ fn make_ack(
         partition_subject: partition.subject().to_string(),
         msg_subject: incoming_subject.to_string(),
         offset,
-        ack_inbox: route.inbox.clone(),
-        correlation_id: route.correlation_id.clone(),
+        ack_inbox: route.inbox,
+        correlation_id: route.correlation_id,
         ack_policy: route.policy,
         reception_timestamp: reception,
         commit_timestamp: commit,
@@ -269,8 +263,11 @@ async fn process_batch(
     let now = now_ns();
     let settings = partition.settings();
     let log = partition.log();
+    let readonly = partition.is_readonly();
     let mut next_offset = log.end_offset();
-    let mut accepted: Vec<(Incoming, i64)> = Vec::with_capacity(batch.len());
+    // Records to append, and beside each (same index) where its ack goes; offsets follow from the index.
+    let mut records: Vec<NewRecord> = Vec::with_capacity(batch.len());
+    let mut routes: Vec<Option<(AckRoute, String)>> = Vec::with_capacity(batch.len());
     let mut acks: Vec<pb::Ack> = Vec::new();
 
     for message in batch.drain(..) {
@@ -283,7 +280,7 @@ async fn process_batch(
                 continue;
             }
         };
-        if partition.is_readonly() {
+        if readonly {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -300,7 +297,7 @@ async fn process_batch(
         };
         if let Some(error) = error {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            if let Some(route) = &incoming.ack {
+            if let Some(route) = incoming.ack {
                 acks.push(make_ack(
                     partition,
                     &incoming.subject,
@@ -313,13 +310,12 @@ async fn process_batch(
             }
             continue;
         }
-        let offset = next_offset as i64;
         next_offset += 1;
-        accepted.push((incoming, offset));
+        records.push(incoming.record);
+        routes.push(incoming.ack.map(|route| (route, incoming.subject)));
     }
 
-    if !accepted.is_empty() {
-        let records: Vec<NewRecord> = accepted.iter().map(|(i, _)| i.record.clone()).collect();
+    if !records.is_empty() {
         let count = records.len() as u64;
         let info = if matches!(settings.log.sync, SyncPolicy::Always) {
             let log = log.clone();
@@ -336,13 +332,14 @@ async fn process_batch(
         stats.appended.fetch_add(count, Ordering::Relaxed);
         partition.record_received(now);
         let commit = now_ns();
-        for (incoming, offset) in &accepted {
-            if let Some(route) = &incoming.ack {
+        for (offset, route) in (info.first_offset..).zip(routes) {
+            if let Some((route, subject)) = route {
+                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
                 acks.push(make_ack(
                     partition,
-                    &incoming.subject,
+                    &subject,
                     route,
-                    *offset,
+                    offset,
                     now,
                     commit,
                     pb::ack::Error::Ok,
@@ -352,9 +349,8 @@ async fn process_batch(
     }
 
     for ack in acks {
-        let inbox = ack.ack_inbox.clone();
         let payload = envelope::encode_ack(&ack, false);
-        if let Err(e) = bus.publish(inbox, None, Vec::new(), payload).await {
+        if let Err(e) = bus.publish(ack.ack_inbox, None, Vec::new(), payload).await {
             tracing::debug!(error = %e, "could not publish ack");
         }
     }
