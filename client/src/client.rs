@@ -989,7 +989,7 @@ impl Client {
     /// The subscription resubscribes by itself from the last offset + 1 when its stream breaks or the leader
     /// moves (for up to the resubscribe window). A stop position ends it with `None`.
     pub async fn subscribe(&self, stream: &str, options: SubscribeOptions) -> Result<Subscription> {
-        crate::subscribe::subscribe(&self.inner, stream, options).await
+        crate::subscribe::subscribe(&self.inner, stream, options.with_fixed_start()).await
     }
 
     /// Subscribes to every partition of a stream, merged into one [`Subscription`] (order is kept within each
@@ -1000,7 +1000,7 @@ impl Client {
         stream: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription> {
-        crate::subscribe::subscribe_all(&self.inner, stream, options).await
+        crate::subscribe::subscribe_all(&self.inner, stream, options.with_fixed_start()).await
     }
 
     // ---- lifecycle --------------------------------------------------------------------------------------

@@ -363,6 +363,19 @@ pub struct SubscribeOptions {
 }
 
 impl SubscribeOptions {
+    /// Fixes a [`StartPosition::TimeDelta`] to the timestamp it means now, once per subscription, so that a
+    /// resubscribe (or each partition of a merged subscription) starts from the same point instead of skipping
+    /// what arrived meanwhile.
+    pub(crate) fn with_fixed_start(mut self) -> Self {
+        if let StartPosition::TimeDelta(d) = self.start {
+            let at = SystemTime::now()
+                .checked_sub(d)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            self.start = StartPosition::Timestamp(at);
+        }
+        self
+    }
+
     /// Partition 0, new messages only, no stop, resubscribing after failures.
     pub fn new() -> Self {
         SubscribeOptions {

@@ -146,6 +146,11 @@ impl Publishers {
     /// The open publisher for `addr`, opening one when there is none or the last one broke.
     fn get(&self, inner: &Inner, addr: &str) -> Result<Arc<Publisher>> {
         let mut map = self.map.lock();
+        // `close()` cancels first and then drains under this lock, so checking here (under the lock) means no
+        // publisher is opened, and nothing sent, after the drain.
+        if inner.closed.is_cancelled() {
+            return Err(Error::closed());
+        }
         if let Some(p) = map.get(addr)
             && p.shared.state.lock().open
         {
@@ -379,7 +384,9 @@ impl Publisher {
     }
 
     /// Registers and queues one message. Returns the ack receiver (`None` for AckPolicy NONE).
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Waiting for room in the request queue is bounded by the ack timeout: a server that stops reading must not
+    /// hang `send` forever (the message was surely not sent, so the error says so).
     async fn enqueue(
         &self,
         req: pb::PublishRequest,
@@ -387,10 +394,22 @@ impl Publisher {
         custom_id: Option<&str>,
         partition: i32,
         permit: Option<OwnedSemaphorePermit>,
-        deadline: Instant,
     ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
-        let Ok(slot) = self.requests.reserve().await else {
-            return Err(Refused::NotSent(req, permit));
+        let slot = match tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve())
+            .await
+        {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(Refused::NotSent(req, permit)),
+            Err(_) => {
+                return Err(Refused::Invalid(Error::new(
+                    ErrorKind::AckTimeout,
+                    format!(
+                        "the publish stream accepted nothing for {:?}; the message was not sent (retry it, or \
+                         check the server)",
+                        self.shared.ack_timeout
+                    ),
+                )));
+            }
         };
         let rx = {
             let mut state = self.shared.state.lock();
@@ -420,6 +439,8 @@ impl Publisher {
                             _permit: permit,
                         },
                     );
+                    // Taken under the lock, so the FIFO stays in deadline order whatever the interleaving.
+                    let deadline = Instant::now() + self.shared.ack_timeout;
                     state.deadlines.push_back((deadline, seq));
                     drop(state);
                     if was_empty {
@@ -547,12 +568,7 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     } else {
         partitioning.choose(&inner.round_robin, stream, &[], &[], 1)
     };
-    let addr = match inner.partition_addr(stream, partition, false).await {
-        Ok(addr) => addr,
-        // Let the server give the authoritative answer (and a typed error) for unknown partitions.
-        Err(e) if e.kind() == ErrorKind::NoSuchPartition => return Err(e),
-        Err(e) => return Err(e),
-    };
+    let addr = inner.partition_addr(stream, partition, false).await?;
     let ids = &publishers.ids;
     let seq = ids.next_seq();
     let custom = (!message.correlation_id.is_empty()).then(|| message.correlation_id.clone());
@@ -576,11 +592,10 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
         ));
     }
     let mut permit = permit;
-    let deadline = Instant::now() + inner.opts.ack_timeout;
     for _ in 0..REQUEUE_ATTEMPTS {
         let publisher = publishers.get(inner, &addr)?;
         match publisher
-            .enqueue(req, seq, custom.as_deref(), partition, permit, deadline)
+            .enqueue(req, seq, custom.as_deref(), partition, permit)
             .await
         {
             Ok(Some(rx)) => {

@@ -215,10 +215,11 @@ async fn wait_for_stream_sees_a_stream_created_elsewhere() {
 #[tokio::test]
 async fn connect_succeeds_if_any_seed_answers() {
     let server = TestServer::start().await.unwrap();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    // A socket bound but never listening: its port refuses connections for as long as the test holds it, so
+    // no other test can take it over.
+    let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    dead_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = dead_socket.local_addr().unwrap().to_string();
     let client = Client::builder([dead.clone(), server.addr().to_string()])
         .connect()
         .await

@@ -193,14 +193,19 @@ async fn optimistic_concurrency_control() {
         .await
         .unwrap();
     assert_eq!(ack.offset(), 1);
-    let err = client
-        .publish("occ", Message::new("c").ack_policy(AckPolicy::None))
-        .await;
     // NONE is refused by the server; the refusal cannot be reported to a NONE publish, so the publish itself
     // succeeds locally and nothing is written.
-    assert!(err.is_ok());
-    let meta = client.fetch_partition_metadata("occ", 0).await.unwrap();
-    assert_eq!(meta.newest_offset(), 1);
+    client
+        .publish("occ", Message::new("c").ack_policy(AckPolicy::None))
+        .await
+        .unwrap();
+    // Proof that "c" was not written: offset 2 is still free (the same stream keeps publish order, so "c"
+    // would have taken it first).
+    let ack = client
+        .publish("occ", Message::new("d").expected_offset(2))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset(), 2);
 }
 
 #[tokio::test]
@@ -247,10 +252,19 @@ async fn typed_refusals() {
         .await
         .unwrap();
 
+    // A correlation id already awaiting its ack is refused (acks are matched by it).
+    server.set_stalled(true);
+    let first = client
+        .send("t", Message::new("x").correlation_id("same"))
+        .await
+        .unwrap();
     let err = client
-        .publish("t", Message::new("x").correlation_id("same"))
-        .await;
-    assert!(err.is_ok());
+        .send("t", Message::new("y").correlation_id("same"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    server.set_stalled(false);
+    first.await.unwrap();
     let err = client.publish("", "x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
