@@ -8,26 +8,16 @@ use std::time::Duration;
 
 use async_nats::{ConnectOptions, HeaderMap};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use liftbridge_server::broker::{BrokerAuth, BrokerConfig, BrokerError, EmbeddedBroker};
-use liftbridge_server::bus::{Bus, BusError, BusMessage, BusSubscription};
+use liftbridge_server::bus::{Bus, BusError};
 use tokio::io::AsyncWriteExt;
 
+mod support;
+
+use support::{broker_config as config, start_broker as start, wait_until};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-fn config() -> BrokerConfig {
-    BrokerConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        ..BrokerConfig::default()
-    }
-}
-
-async fn start(config: BrokerConfig) -> EmbeddedBroker {
-    EmbeddedBroker::start(config, None)
-        .await
-        .expect("broker starts")
-}
 
 async fn client(broker: &EmbeddedBroker) -> async_nats::Client {
     tokio::time::timeout(WAIT, async_nats::connect(broker.client_url()))
@@ -36,16 +26,8 @@ async fn client(broker: &EmbeddedBroker) -> async_nats::Client {
         .expect("connect")
 }
 
-/// The next message of an async-nats subscription, within the wait.
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
-}
-
-/// The next message of an in-process subscription, within the wait.
-async fn next_local(sub: &mut BusSubscription) -> BusMessage {
+/// The next message of a subscription (async-nats or in-process), within the wait.
+async fn next<S: Stream + Unpin>(sub: &mut S) -> S::Item {
     tokio::time::timeout(WAIT, sub.next())
         .await
         .expect("a message in time")
@@ -73,32 +55,12 @@ async fn sync(publisher: &async_nats::Client, subscriber: &async_nats::Client) {
 }
 
 /// Everything already delivered to `sub` (call after [`sync`]).
-fn drain(sub: &mut async_nats::Subscriber) -> Vec<async_nats::Message> {
+fn drain<S: Stream + Unpin>(sub: &mut S) -> Vec<S::Item> {
     let mut out = Vec::new();
     while let Some(Some(message)) = tokio::task::unconstrained(sub.next()).now_or_never() {
         out.push(message);
     }
     out
-}
-
-fn drain_local(sub: &mut BusSubscription) -> Vec<BusMessage> {
-    let mut out = Vec::new();
-    while let Some(Some(message)) = tokio::task::unconstrained(sub.next()).now_or_never() {
-        out.push(message);
-    }
-    out
-}
-
-/// Polls `condition` until it holds or the wait is over.
-async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    condition()
 }
 
 #[tokio::test]
@@ -210,7 +172,7 @@ async fn unsubscribe_after_max_messages() {
         got.push(message.payload[0]);
     }
     assert_eq!(got, [0, 1, 2]);
-    assert!(wait_until(|| broker.stats().subscriptions == 0).await);
+    assert!(wait_until(WAIT, || broker.stats().subscriptions == 0).await);
     broker.shutdown().await;
 }
 
@@ -235,7 +197,7 @@ async fn headers_round_trip() {
     assert_eq!(multi, ["one", "two"]);
     assert_eq!(message.payload, Bytes::from_static(b"body"));
 
-    let local = next_local(&mut local_sub).await;
+    let local = next(&mut local_sub).await;
     assert_eq!(local.payload, Bytes::from_static(b"body"));
     let mut pairs = local.headers.clone();
     pairs.sort();
@@ -286,7 +248,7 @@ async fn tcp_and_in_process_share_one_subject_space() {
     nc.publish_with_reply("stream.a", "ack.1", Bytes::from_static(b"tcp"))
         .await
         .unwrap();
-    let message = next_local(&mut local).await;
+    let message = next(&mut local).await;
     assert_eq!(
         (
             message.subject.as_str(),
@@ -302,7 +264,7 @@ async fn tcp_and_in_process_share_one_subject_space() {
     bus.publish("stream.b".into(), None, Vec::new(), payload.clone())
         .await
         .unwrap();
-    let message = next_local(&mut local).await;
+    let message = next(&mut local).await;
     assert_eq!(
         message.payload.as_ptr(),
         payload.as_ptr(),
@@ -568,7 +530,7 @@ async fn slow_consumer_is_disconnected_and_others_keep_working() {
     let watcher = client(&broker).await;
     let mut healthy = watcher.subscribe("firehose").await.unwrap();
     sync(&watcher, &watcher).await;
-    assert!(wait_until(|| broker.stats().subscriptions == 2).await);
+    assert!(wait_until(WAIT, || broker.stats().subscriptions == 2).await);
     let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
     let mut sent = 0u64;
     let mut received = 0u64;
@@ -590,7 +552,7 @@ async fn slow_consumer_is_disconnected_and_others_keep_working() {
         }
     }
     assert!(
-        wait_until(|| broker.stats().connections == 2).await,
+        wait_until(WAIT, || broker.stats().connections == 2).await,
         "{:?}",
         broker.stats()
     );
@@ -622,17 +584,14 @@ async fn in_process_subscriber_queues_are_bounded() {
             .await
             .unwrap();
         assert_eq!(
-            next_local(&mut fine).await.payload[0],
+            next(&mut fine).await.payload[0],
             i,
             "a subscriber that keeps up loses nothing"
         );
     }
     assert_eq!(broker.stats().local_dropped, 15);
     assert_eq!(bus.dropped(), 15);
-    let kept: Vec<u8> = drain_local(&mut slow)
-        .iter()
-        .map(|m| m.payload[0])
-        .collect();
+    let kept: Vec<u8> = drain(&mut slow).iter().map(|m| m.payload[0]).collect();
     assert_eq!(
         kept,
         (0..10).collect::<Vec<u8>>(),
@@ -647,10 +606,7 @@ async fn in_process_subscriber_queues_are_bounded() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        next_local(&mut slow).await.payload,
-        Bytes::from_static(b"again")
-    );
+    assert_eq!(next(&mut slow).await.payload, Bytes::from_static(b"again"));
     broker.shutdown().await;
 }
 
@@ -667,7 +623,7 @@ async fn bursts_to_a_busy_in_process_subscriber_are_absorbed_not_dropped() {
     let consumer = tokio::spawn(async move {
         let mut expected = 0u32;
         while expected < 20_000 {
-            let message = next_local(&mut partition).await;
+            let message = next(&mut partition).await;
             assert_eq!(
                 message.payload,
                 Bytes::from(expected.to_string()),
@@ -712,10 +668,10 @@ async fn in_process_queue_groups_and_dropped_subscriptions() {
             .unwrap();
     }
     sync(&nc, &nc).await;
-    let total = drain_local(&mut a).len() + drain_local(&mut b).len() + drain(&mut c).len();
+    let total = drain(&mut a).len() + drain(&mut b).len() + drain(&mut c).len();
     assert_eq!(total, 90);
     assert!(
-        wait_until(|| broker.stats().subscriptions == 3).await,
+        wait_until(WAIT, || broker.stats().subscriptions == 3).await,
         "{:?}",
         broker.stats()
     );
@@ -816,7 +772,9 @@ async fn clients_reconnect_after_the_broker_restarts() {
 
     first.shutdown().await;
     assert!(
-        wait_until(|| nc.connection_state() != async_nats::connection::State::Connected).await,
+        wait_until(WAIT, || nc.connection_state()
+            != async_nats::connection::State::Connected)
+        .await,
         "the client notices the broker is gone"
     );
     let second = start(BrokerConfig {
@@ -825,7 +783,9 @@ async fn clients_reconnect_after_the_broker_restarts() {
     })
     .await;
     assert!(
-        wait_until(|| nc.connection_state() == async_nats::connection::State::Connected).await,
+        wait_until(WAIT, || nc.connection_state()
+            == async_nats::connection::State::Connected)
+        .await,
         "the client reconnects"
     );
     // The client re-subscribed on reconnect; publish from another client until it shows up.
@@ -865,7 +825,7 @@ async fn shutdown_ends_everything() {
     broker.shutdown().await;
     // What was queued is still delivered, then the subscription ends.
     assert_eq!(
-        next_local(&mut local).await.payload,
+        next(&mut local).await.payload,
         Bytes::from_static(b"queued")
     );
     assert!(
@@ -886,7 +846,9 @@ async fn shutdown_ends_everything() {
     ));
     assert!(matches!(bus.flush().await, Err(BusError::Unavailable(_))));
     assert!(
-        wait_until(|| nc.connection_state() != async_nats::connection::State::Connected).await,
+        wait_until(WAIT, || nc.connection_state()
+            != async_nats::connection::State::Connected)
+        .await,
         "TCP clients are disconnected"
     );
 }
@@ -979,9 +941,9 @@ async fn many_subscriptions_stay_fast() {
         .unwrap();
     }
     let elapsed = started.elapsed();
-    assert_eq!(drain_local(&mut wild).len(), 5000);
+    assert_eq!(drain(&mut wild).len(), 5000);
     for sub in &mut subs {
-        assert_eq!(drain_local(sub).len(), 1);
+        assert_eq!(drain(sub).len(), 1);
     }
     // A linear scan would be 25 million subject comparisons; the trie does this in milliseconds.
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");

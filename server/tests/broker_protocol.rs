@@ -8,21 +8,11 @@ use liftbridge_server::broker::{BrokerAuth, BrokerConfig, EmbeddedBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod support;
+
+use support::{broker_config as config, start_broker as start};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-fn config() -> BrokerConfig {
-    BrokerConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        ..BrokerConfig::default()
-    }
-}
-
-async fn start(config: BrokerConfig) -> EmbeddedBroker {
-    EmbeddedBroker::start(config, None)
-        .await
-        .expect("broker starts")
-}
 
 /// A client speaking the protocol by hand.
 struct Raw {

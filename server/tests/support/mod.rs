@@ -241,3 +241,21 @@ pub async fn nats_round_trip(client: &async_nats::Client) {
         other => panic!("expected no responders from the round-trip probe, got {other:?}"),
     }
 }
+
+/// Embedded-broker settings for tests: loopback, any free port, defaults otherwise.
+pub fn broker_config() -> liftbridge_server::broker::BrokerConfig {
+    liftbridge_server::broker::BrokerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ..Default::default()
+    }
+}
+
+/// Starts an embedded broker with `config`.
+pub async fn start_broker(
+    config: liftbridge_server::broker::BrokerConfig,
+) -> liftbridge_server::broker::EmbeddedBroker {
+    liftbridge_server::broker::EmbeddedBroker::start(config, None)
+        .await
+        .expect("broker starts")
+}
