@@ -19,8 +19,10 @@ use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::bus::nats::NatsOptions;
 use crate::bus::{Bus, NatsBus};
 use crate::config::Config;
+use crate::metadata::raft::{self, Bootstrap};
 use crate::metadata::{Metadata, write_atomically};
 use crate::partition::PartitionManager;
+use crate::presence::{BrokerInfo, Presence};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +114,40 @@ impl Server {
         };
         let nats_url = broker.as_ref().map(EmbeddedBroker::client_url);
 
-        let metadata = Metadata::open(&data_dir, server_id.clone())?;
+        let advertised_port = if config.port == 0 {
+            addr.port()
+        } else {
+            config.port
+        };
+        let me = BrokerInfo {
+            id: server_id.clone(),
+            host: config.host.clone(),
+            port: advertised_port,
+        };
+        let (metadata, presence) = match cluster_bootstrap(&config, &data_dir, &bus).await {
+            Some(bootstrap) => {
+                let metadata = Metadata::open_clustered(
+                    &data_dir,
+                    server_id.clone(),
+                    bus.clone(),
+                    &config.clustering,
+                    bootstrap,
+                )
+                .await?;
+                let presence = Presence::start(
+                    bus.clone(),
+                    &config.clustering.namespace,
+                    me,
+                    presence_interval(&config),
+                )
+                .await?;
+                (metadata, presence)
+            }
+            None => (
+                Metadata::open(&data_dir, server_id.clone())?,
+                Presence::local(me),
+            ),
+        };
         let partitions = PartitionManager::new(
             config.clone(),
             data_dir.clone(),
@@ -122,19 +157,21 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         partitions.reconcile().await;
         let manager_task = tokio::spawn(partitions.clone().run(stop_rx.clone()));
+        let query_task = if metadata.raft().is_some() {
+            Some(partitions.serve_queries().await?)
+        } else {
+            None
+        };
         let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
 
         let ctx = Arc::new(ApiContext {
             config: config.clone(),
-            metadata,
+            metadata: metadata.clone(),
             partitions,
             bus: bus.clone(),
             acks,
-            advertised_port: if config.port == 0 {
-                addr.port()
-            } else {
-                config.port
-            },
+            presence: presence.clone(),
+            advertised_port,
             shutdown: stop_rx,
         });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -166,12 +203,48 @@ impl Server {
         tracing::info!("shutting down: stopping partitions");
         let _ = stop_tx.send(true);
         let _ = manager_task.await;
+        presence.stop();
+        if let Some(task) = query_task {
+            task.abort();
+        }
+        metadata.shutdown().await;
         let _ = bus.flush().await;
         if let Some(broker) = broker {
             broker.shutdown().await;
         }
         served.map_err(|e| ServerError::Transport(e.to_string()))
     }
+}
+
+/// Whether this server runs clustered, and how it enters the cluster: it has Raft state already (a restart), it
+/// is the seed or one of the bootstrap peers, or a cluster answers in its namespace (it joins). Otherwise it runs
+/// alone with its metadata in `metadata.json`.
+async fn cluster_bootstrap(
+    config: &Config,
+    data_dir: &Path,
+    bus: &Arc<dyn Bus>,
+) -> Option<Bootstrap> {
+    let clustering = &config.clustering;
+    if clustering.raft_bootstrap_seed {
+        Some(Bootstrap::Seed)
+    } else if !clustering.raft_bootstrap_peers.is_empty() {
+        Some(Bootstrap::Peers(clustering.raft_bootstrap_peers.clone()))
+    } else if raft::has_state(&data_dir.join("raft")) {
+        Some(Bootstrap::Join)
+    } else {
+        raft::cluster_exists(bus, &clustering.namespace)
+            .await
+            .map(|_| Bootstrap::Join)
+    }
+}
+
+/// How often a clustered server announces itself: often enough that a silent partition leader is noticed well
+/// within `clustering.replica.max.leader.timeout`.
+fn presence_interval(config: &Config) -> std::time::Duration {
+    (config.clustering.replica_max_leader_timeout / 5).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    )
 }
 
 /// Starts the embedded broker: the broker config file (`nats.embedded.config`) if any, then our

@@ -27,7 +27,7 @@ pub fn create_op(ctx: &ApiContext, req: pb::CreateStreamRequest) -> Result<Op, S
             req.subject
         )));
     }
-    let servers = ctx.metadata.servers();
+    let servers = placement_servers(ctx);
     let cluster = i32::try_from(servers.len()).unwrap_or(i32::MAX);
     let replication_factor = match req.replication_factor {
         0 => 1,
@@ -97,14 +97,29 @@ pub fn create_op(ctx: &ApiContext, req: pb::CreateStreamRequest) -> Result<Op, S
         return Err(status::not_implemented("Encryption at rest"));
     }
     let count = usize::try_from(replication_factor).unwrap_or(1);
+    if count > 1 {
+        return Err(status::not_implemented(
+            "Replication (replicationFactor above 1 in a cluster)",
+        ));
+    }
+    let replicas =
+        crate::metadata::placement::place(&ctx.metadata.snapshot(), &servers, partitions, count);
     Ok(Op::CreateStream {
         name: req.name,
         subject: req.subject,
         group,
         partitions,
-        replicas: servers.into_iter().take(count).collect(),
+        replicas,
         settings,
     })
+}
+
+/// The servers new replicas may go to: the cluster's members that are alive (this server alone when it is not
+/// clustered).
+fn placement_servers(ctx: &ApiContext) -> Vec<String> {
+    let members = ctx.metadata.servers();
+    let live: Vec<String> = ctx.presence.live().into_iter().map(|b| b.id).collect();
+    members.into_iter().filter(|m| live.contains(m)).collect()
 }
 
 /// `CreateStream`: applies the op, then waits (best effort, like Liftbridge) until every partition runs so an

@@ -66,25 +66,31 @@ pub fn fetch_metadata(
     req: pb::FetchMetadataRequest,
 ) -> Result<pb::FetchMetadataResponse, Status> {
     let snapshot = ctx.metadata.snapshot();
-    let me = ctx.metadata.server_id().to_string();
-    let (mut partition_count, mut leader_count) = (0i32, 0i32);
-    for stream in snapshot.streams.values() {
-        for p in &stream.partitions {
-            if p.replicas.contains(&me) {
-                partition_count += 1;
+    let brokers = ctx
+        .presence
+        .live()
+        .into_iter()
+        .map(|b| {
+            let (mut partition_count, mut leader_count) = (0i32, 0i32);
+            for stream in snapshot.streams.values() {
+                for p in &stream.partitions {
+                    if p.replicas.contains(&b.id) {
+                        partition_count += 1;
+                    }
+                    if p.leader == b.id {
+                        leader_count += 1;
+                    }
+                }
             }
-            if p.leader == me {
-                leader_count += 1;
+            pb::Broker {
+                id: b.id,
+                host: b.host,
+                port: i32::from(b.port),
+                partition_count,
+                leader_count,
             }
-        }
-    }
-    let brokers = vec![pb::Broker {
-        id: me,
-        host: ctx.config.host.clone(),
-        port: i32::from(ctx.advertised_port),
-        partition_count,
-        leader_count,
-    }];
+        })
+        .collect();
     let stream_metadata = if req.streams.is_empty() {
         snapshot
             .streams

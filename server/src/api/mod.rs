@@ -52,6 +52,8 @@ pub struct ApiContext {
     pub bus: Arc<dyn Bus>,
     /// Ack inboxes.
     pub acks: Arc<AckRouter>,
+    /// Live servers and their addresses.
+    pub presence: crate::presence::Presence,
     /// The port clients should use (the listener's real port, which differs from the config when it is 0).
     pub advertised_port: u16,
     /// Turns true when the server begins shutting down; long-lived streams end on it.

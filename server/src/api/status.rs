@@ -17,6 +17,8 @@ pub fn from_metadata(err: MetadataError) -> Status {
         }
         MetadataError::Invalid(_) => Status::invalid_argument(err.to_string()),
         MetadataError::Storage(_) => Status::internal(err.to_string()),
+        MetadataError::Unavailable(_) => Status::unavailable(err.to_string()),
+        MetadataError::StaleEpoch(_) => Status::failed_precondition(err.to_string()),
     }
 }
 

@@ -6,8 +6,13 @@
 //!   Today it is the single-node store: ops apply locally and the state is persisted atomically to
 //!   `<data.dir>/metadata.json` before the proposal returns, so a restart recovers every stream and flag. The
 //!   clustering work puts an openraft group behind the same handle.
+//!   In a cluster the same handle fronts [`raft::Group`]: proposals go through the Raft log (forwarded to the
+//!   leader from any server) and every server's state machine publishes the state it applied.
+//! - [`placement`]: which servers hold a new partition's replicas, and which one leads it.
 //! - [`validate_stream_name`]: the naming rules that keep stream names safe as NATS tokens and directory names.
 
+pub mod placement;
+pub mod raft;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -19,9 +24,12 @@ use tokio::sync::{Mutex, watch};
 pub use self::state::{MetadataState, Op, PartitionState, StreamSettings, StreamState};
 
 /// Why a metadata operation failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum MetadataError {
+    /// No metadata leader could be reached (an election is under way, or no quorum); retry.
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
     /// A stream with that name exists.
     #[error("stream {0:?} already exists")]
     StreamExists(String),
@@ -39,6 +47,9 @@ pub enum MetadataError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// The op was proposed under a leader epoch that is no longer current.
+    #[error("stale leader epoch: {0}")]
+    StaleEpoch(String),
     /// The state could not be made durable; the op was not applied.
     #[error("cannot persist metadata: {0}")]
     Storage(String),
@@ -52,16 +63,52 @@ pub struct Metadata {
 
 #[derive(Debug)]
 struct Inner {
-    /// This server's id (every replica is placed here on a single node).
+    /// This server's id.
     server_id: String,
-    /// The current state; read often, written only under `write_lock`.
+    /// The state readers see.
+    view: Arc<View>,
+    /// Where changes go.
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    /// One server: ops apply here and persist to `metadata.json`.
+    Local {
+        /// Serializes proposals so persisting and publishing happen in apply order.
+        write_lock: Mutex<()>,
+        /// Where the state is persisted.
+        path: PathBuf,
+    },
+    /// A cluster: ops go through the Raft group.
+    Raft(Arc<raft::Group>),
+}
+
+/// The state as last applied, shared by the handle (readers) and whatever applies ops (the local store or the
+/// Raft state machine).
+#[derive(Debug)]
+pub(crate) struct View {
+    /// The current state; replaced whole on every change.
     state: RwLock<Arc<MetadataState>>,
-    /// Serializes proposals so persisting and publishing happen in apply order.
-    write_lock: Mutex<()>,
-    /// Where the state is persisted.
-    path: PathBuf,
     /// The index of the last applied op, for watchers (the partition manager reconciles on change).
     changes: watch::Sender<u64>,
+}
+
+impl View {
+    fn new(state: MetadataState) -> Arc<View> {
+        let (changes, _) = watch::channel(state.index);
+        Arc::new(View {
+            state: RwLock::new(Arc::new(state)),
+            changes,
+        })
+    }
+
+    /// Replaces the state and wakes watchers.
+    pub(crate) fn publish(&self, state: Arc<MetadataState>) {
+        let index = state.index;
+        *self.state.write() = state;
+        self.changes.send_replace(index);
+    }
 }
 
 impl Metadata {
@@ -75,16 +122,64 @@ impl Metadata {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetadataState::default(),
             Err(e) => return Err(MetadataError::Storage(format!("{}: {e}", path.display()))),
         };
-        let (changes, _) = watch::channel(state.index);
         Ok(Metadata {
             inner: Arc::new(Inner {
                 server_id,
-                state: RwLock::new(Arc::new(state)),
-                write_lock: Mutex::new(()),
-                path,
-                changes,
+                view: View::new(state),
+                backend: Backend::Local {
+                    write_lock: Mutex::new(()),
+                    path,
+                },
             }),
         })
+    }
+
+    /// Opens the clustered store: this server's member of the metadata Raft group, with its state in
+    /// `<data_dir>/raft/`.
+    pub async fn open_clustered(
+        data_dir: &Path,
+        server_id: String,
+        bus: Arc<dyn crate::bus::Bus>,
+        clustering: &crate::config::ClusteringConfig,
+        bootstrap: raft::Bootstrap,
+    ) -> Result<Metadata, MetadataError> {
+        let view = View::new(MetadataState::default());
+        let group = raft::Group::start(
+            &data_dir.join("raft"),
+            server_id.clone(),
+            bus,
+            clustering,
+            view.clone(),
+            bootstrap,
+        )
+        .await?;
+        Ok(Metadata {
+            inner: Arc::new(Inner {
+                server_id,
+                view,
+                backend: Backend::Raft(group),
+            }),
+        })
+    }
+
+    /// The Raft group, when this server is part of a cluster.
+    pub fn raft(&self) -> Option<&Arc<raft::Group>> {
+        match &self.inner.backend {
+            Backend::Raft(group) => Some(group),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// Whether this server is the metadata leader (the controller); always true on a single server.
+    pub fn is_controller(&self) -> bool {
+        self.raft().is_none_or(|g| g.is_leader())
+    }
+
+    /// Stops the Raft node, if any.
+    pub async fn shutdown(&self) {
+        if let Some(group) = self.raft() {
+            group.shutdown().await;
+        }
     }
 
     /// This server's id.
@@ -92,42 +187,49 @@ impl Metadata {
         &self.inner.server_id
     }
 
-    /// The servers in the cluster (one, until clustering lands).
+    /// The servers of the cluster, sorted (this server alone when it is not clustered).
     pub fn servers(&self) -> Vec<String> {
-        vec![self.inner.server_id.clone()]
+        match &self.inner.backend {
+            Backend::Raft(group) => group.members(),
+            Backend::Local { .. } => vec![self.inner.server_id.clone()],
+        }
     }
 
     /// A consistent snapshot of the whole state.
     pub fn snapshot(&self) -> Arc<MetadataState> {
-        self.inner.state.read().clone()
+        self.inner.view.state.read().clone()
     }
 
     /// One stream, if it exists.
     pub fn stream(&self, name: &str) -> Option<StreamState> {
-        self.inner.state.read().streams.get(name).cloned()
+        self.inner.view.state.read().streams.get(name).cloned()
     }
 
     /// A receiver that changes whenever an op is applied.
     pub fn watch(&self) -> watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+        self.inner.view.changes.subscribe()
     }
 
-    /// Applies `op`, persists the new state, then notifies watchers. Returns the index of the applied op. On any
-    /// error nothing changes.
+    /// Applies `op` and notifies watchers; returns the index of the applied op. On one server the new state is
+    /// persisted before this returns; in a cluster the op is committed through Raft (from any server) and applied
+    /// here. On any error nothing changes.
     pub async fn propose(&self, op: Op) -> Result<u64, MetadataError> {
-        let _guard = self.inner.write_lock.lock().await;
-        let mut next = (**self.inner.state.read()).clone();
+        let (write_lock, path) = match &self.inner.backend {
+            Backend::Raft(group) => return group.propose(op).await,
+            Backend::Local { write_lock, path } => (write_lock, path),
+        };
+        let _guard = write_lock.lock().await;
+        let mut next = (**self.inner.view.state.read()).clone();
         next.apply(op, now_ns())?;
         let bytes =
             serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Storage(e.to_string()))?;
-        let path = self.inner.path.clone();
+        let path = path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
             .await
             .map_err(|e| MetadataError::Storage(e.to_string()))?
             .map_err(|e| MetadataError::Storage(e.to_string()))?;
         let index = next.index;
-        *self.inner.state.write() = Arc::new(next);
-        self.inner.changes.send_replace(index);
+        self.inner.view.publish(Arc::new(next));
         Ok(index)
     }
 }
@@ -211,7 +313,7 @@ mod tests {
             subject: "a".into(),
             group: None,
             partitions: 2,
-            replicas: vec!["s1".into()],
+            replicas: vec![vec!["s1".into()]],
             settings: StreamSettings::default(),
         })
         .await

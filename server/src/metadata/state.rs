@@ -143,8 +143,9 @@ pub enum Op {
         group: Option<String>,
         /// Partition count (≥ 1).
         partitions: i32,
-        /// Replicas of every partition, leader first.
-        replicas: Vec<String>,
+        /// Replicas of each partition, leader first: one list per partition, or a single list used for every
+        /// partition.
+        replicas: Vec<Vec<String>>,
         /// Settings.
         settings: StreamSettings,
     },
@@ -178,6 +179,40 @@ pub enum Op {
         /// The new flag.
         readonly: bool,
     },
+    /// Remove a replica from a partition's ISR (proposed by the partition leader).
+    ShrinkIsr {
+        /// Stream.
+        name: String,
+        /// Partition.
+        partition: i32,
+        /// The replica leaving the ISR.
+        replica: String,
+        /// The proposing leader's epoch; a stale leader's proposal is refused.
+        leader_epoch: u64,
+    },
+    /// Add a caught-up replica back to a partition's ISR (proposed by the partition leader).
+    ExpandIsr {
+        /// Stream.
+        name: String,
+        /// Partition.
+        partition: i32,
+        /// The replica rejoining the ISR.
+        replica: String,
+        /// The proposing leader's epoch; a stale leader's proposal is refused.
+        leader_epoch: u64,
+    },
+    /// Make another ISR member the partition leader (proposed by the controller when the leader is gone). The
+    /// old leader leaves the ISR; it rejoins once it has caught up with the new leader.
+    ChangeLeader {
+        /// Stream.
+        name: String,
+        /// Partition.
+        partition: i32,
+        /// The new leader, an ISR member.
+        leader: String,
+        /// The leader epoch being replaced; the op is refused if the partition moved on meanwhile.
+        leader_epoch: u64,
+    },
 }
 
 /// Every stream, plus the index of the last applied op.
@@ -190,9 +225,14 @@ pub struct MetadataState {
 }
 
 impl MetadataState {
-    /// Validates `op` and applies it at time `now` (ns). On error nothing changes.
+    /// Validates `op` and applies it at time `now` (ns) as the next op. On error nothing changes.
     pub fn apply(&mut self, op: Op, now: i64) -> Result<(), MetadataError> {
-        let index = self.index + 1;
+        self.apply_at(op, now, self.index + 1)
+    }
+
+    /// Validates `op` and applies it as the op at log index `index` (the Raft log index in a cluster; epochs set
+    /// by the op are this index). On success `self.index` becomes `index`; on error nothing changes.
+    pub fn apply_at(&mut self, op: Op, now: i64, index: u64) -> Result<(), MetadataError> {
         match op {
             Op::CreateStream {
                 name,
@@ -210,24 +250,37 @@ impl MetadataState {
                         "a stream needs at least one partition, got {partitions}"
                     )));
                 }
-                let leader = replicas.first().cloned().ok_or_else(|| {
-                    MetadataError::Invalid("no replicas to place the stream on".into())
-                })?;
-                let partitions = (0..partitions)
-                    .map(|id| PartitionState {
-                        id,
-                        replicas: replicas.clone(),
-                        isr: replicas.clone(),
-                        leader: leader.clone(),
-                        leader_epoch: index,
-                        epoch: index,
-                        paused: false,
-                        readonly: false,
-                        pause_timestamps: EventTimestamps::default(),
-                        readonly_timestamps: EventTimestamps::default(),
+                let count = usize::try_from(partitions).unwrap_or(0);
+                if replicas.len() != 1 && replicas.len() != count {
+                    return Err(MetadataError::Invalid(format!(
+                        "placement names {} replica lists for {partitions} partitions",
+                        replicas.len()
+                    )));
+                }
+                if replicas.iter().any(|r| r.is_empty()) {
+                    return Err(MetadataError::Invalid(
+                        "no replicas to place the stream on".into(),
+                    ));
+                }
+                let partitions: Vec<PartitionState> = (0..partitions)
+                    .map(|id| {
+                        let replicas = &replicas[usize::try_from(id).unwrap_or(0) % replicas.len()];
+                        PartitionState {
+                            id,
+                            replicas: replicas.clone(),
+                            isr: replicas.clone(),
+                            leader: replicas[0].clone(),
+                            leader_epoch: index,
+                            epoch: index,
+                            paused: false,
+                            readonly: false,
+                            pause_timestamps: EventTimestamps::default(),
+                            readonly_timestamps: EventTimestamps::default(),
+                        }
                     })
                     .collect();
-                let replication_factor = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
+                let replication_factor =
+                    i32::try_from(partitions[0].replicas.len()).unwrap_or(i32::MAX);
                 self.streams.insert(
                     name.clone(),
                     StreamState {
@@ -288,9 +341,86 @@ impl MetadataState {
                     }
                 }
             }
+            Op::ShrinkIsr {
+                name,
+                partition,
+                replica,
+                leader_epoch,
+            } => {
+                let p = self.partition_mut(&name, partition, leader_epoch)?;
+                if replica == p.leader {
+                    return Err(MetadataError::Invalid(format!(
+                        "{replica} leads {name}/{partition} and cannot leave its ISR"
+                    )));
+                }
+                if p.isr.contains(&replica) {
+                    p.isr.retain(|r| *r != replica);
+                    p.epoch = index;
+                }
+            }
+            Op::ExpandIsr {
+                name,
+                partition,
+                replica,
+                leader_epoch,
+            } => {
+                let p = self.partition_mut(&name, partition, leader_epoch)?;
+                if !p.replicas.contains(&replica) {
+                    return Err(MetadataError::Invalid(format!(
+                        "{replica} is not a replica of {name}/{partition}"
+                    )));
+                }
+                if !p.isr.contains(&replica) {
+                    p.isr.push(replica);
+                    p.epoch = index;
+                }
+            }
+            Op::ChangeLeader {
+                name,
+                partition,
+                leader,
+                leader_epoch,
+            } => {
+                let p = self.partition_mut(&name, partition, leader_epoch)?;
+                if !p.isr.contains(&leader) {
+                    return Err(MetadataError::Invalid(format!(
+                        "{leader} is not in the ISR of {name}/{partition}: no unclean leader election"
+                    )));
+                }
+                let old = std::mem::replace(&mut p.leader, leader);
+                if old != p.leader {
+                    p.isr.retain(|r| *r != old);
+                }
+                p.leader_epoch = index;
+                p.epoch = index;
+            }
         }
         self.index = index;
         Ok(())
+    }
+
+    /// A partition for an op proposed under `leader_epoch`, refused when the partition has a newer leader.
+    fn partition_mut(
+        &mut self,
+        name: &str,
+        partition: i32,
+        leader_epoch: u64,
+    ) -> Result<&mut PartitionState, MetadataError> {
+        let stream = self.stream_mut(name)?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| stream.partitions.get_mut(i))
+            .ok_or_else(|| MetadataError::NoSuchPartition {
+                stream: name.to_string(),
+                partition,
+            })?;
+        if p.leader_epoch != leader_epoch {
+            return Err(MetadataError::StaleEpoch(format!(
+                "{name}/{partition} is in leader epoch {}, not {leader_epoch}",
+                p.leader_epoch
+            )));
+        }
+        Ok(p)
     }
 
     fn stream_mut(&mut self, name: &str) -> Result<&mut StreamState, MetadataError> {
@@ -329,7 +459,7 @@ mod tests {
             subject: format!("subj.{name}"),
             group: None,
             partitions,
-            replicas: vec!["s1".into()],
+            replicas: vec![vec!["s1".into()]],
             settings: StreamSettings::default(),
         }
     }

@@ -133,19 +133,84 @@ impl PartitionManager {
         }
     }
 
-    /// Waits until every partition in `partitions` of `stream` runs, or `timeout` passes. Returns whether they do.
+    /// Waits until every partition in `partitions` of `stream` runs on its leader (here, or on another server,
+    /// which is asked over NATS), or `timeout` passes. Returns whether they do.
     pub async fn wait_running(&self, stream: &str, partitions: &[i32], timeout: Duration) -> bool {
-        let mut generation = self.inner.generation.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if partitions.iter().all(|&p| self.get(stream, p).is_some()) {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, generation.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return partitions.iter().all(|&p| self.get(stream, p).is_some()),
+        let me = self.inner.metadata.server_id().to_string();
+        let mut remote: HashMap<String, Vec<i32>> = HashMap::new();
+        let mut local = Vec::new();
+        let state = self.inner.metadata.stream(stream);
+        for &id in partitions {
+            match state.as_ref().and_then(|s| s.partition(id)) {
+                Some(p) if p.leader != me => remote.entry(p.leader.clone()).or_default().push(id),
+                _ => local.push(id),
             }
         }
+        let mut generation = self.inner.generation.subscribe();
+        while !local.iter().all(|&p| self.get(stream, p).is_some()) {
+            match tokio::time::timeout_at(deadline, generation.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return local.iter().all(|&p| self.get(stream, p).is_some()),
+            }
+        }
+        for (server, ids) in remote {
+            let query = RunningQuery {
+                stream: stream.to_string(),
+                partitions: ids,
+            };
+            let payload = bytes::Bytes::from(serde_json::to_vec(&query).unwrap_or_default());
+            let subject = running_subject(&self.inner.config.clustering.namespace, &server);
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                let answer = self
+                    .inner
+                    .bus
+                    .request(
+                        subject.clone(),
+                        payload.clone(),
+                        left.min(Duration::from_secs(1)),
+                    )
+                    .await;
+                if answer.is_ok_and(|m| m.payload.as_ref() == b"true") {
+                    break;
+                }
+                // The leader has not started them yet: ask again shortly.
+                tokio::time::sleep(Duration::from_millis(20).min(left)).await;
+            }
+        }
+        true
+    }
+
+    /// Answers other servers asking whether partitions run here (see [`PartitionManager::wait_running`]).
+    pub async fn serve_queries(&self) -> Result<JoinHandle<()>, crate::bus::BusError> {
+        let subject = running_subject(
+            &self.inner.config.clustering.namespace,
+            self.inner.metadata.server_id(),
+        );
+        let mut requests = self.inner.bus.subscribe(subject, None).await?;
+        let manager = self.clone();
+        Ok(tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(message) = requests.next().await {
+                let Some(reply) = message.reply else { continue };
+                let running =
+                    serde_json::from_slice::<RunningQuery>(&message.payload).is_ok_and(|q| {
+                        q.partitions
+                            .iter()
+                            .all(|&p| manager.get(&q.stream, p).is_some())
+                    });
+                let answer = bytes::Bytes::from_static(if running { b"true" } else { b"false" });
+                let _ = manager
+                    .inner
+                    .bus
+                    .publish(reply, None, Vec::new(), answer)
+                    .await;
+            }
+        }))
     }
 
     /// Reconciles after every metadata change until `shutdown` fires, then stops every partition.
@@ -320,6 +385,17 @@ impl PartitionManager {
             self.stop(&key, reason).await;
         }
     }
+}
+
+/// "Do these partitions run on your server?"
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunningQuery {
+    stream: String,
+    partitions: Vec<i32>,
+}
+
+fn running_subject(namespace: &str, server: &str) -> String {
+    format!("{namespace}.partitions.{server}.running")
 }
 
 /// Makes `dir` belong to the stream instance created at `instance`: data left by an older stream of the same

@@ -1,0 +1,146 @@
+//! Cluster fixtures: several liftbridge servers in this process sharing one NATS (a real `nats-server` or one
+//! server's embedded broker), with short timeouts so failures are detected quickly.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use liftbridge_proto::pb;
+use liftbridge_proto::pb::api_client::ApiClient;
+use liftbridge_server::config::Config;
+use tonic::transport::Channel;
+
+use crate::support::TestServer;
+
+/// Short clustering timeouts for tests.
+pub fn fast(config: &mut Config) {
+    config.clustering.replica_max_leader_timeout = Duration::from_millis(1500);
+    config.clustering.replica_max_lag_time = Duration::from_millis(1500);
+    config.clustering.replica_max_idle_wait = Duration::from_millis(300);
+    config.clustering.replica_fetch_timeout = Duration::from_millis(1000);
+}
+
+/// Starts server `id` on `nats_url` with its data in `dir`.
+pub async fn start(
+    nats_url: &str,
+    dir: &std::path::Path,
+    id: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
+    let id = id.to_string();
+    TestServer::start(nats_url, dir, move |c| {
+        c.clustering.server_id = Some(id);
+        fast(c);
+        tweak(c);
+    })
+    .await
+}
+
+/// Starts the seed `a` and joining servers `b`, `c`, … (`n` in all), and waits until every one of them lists all
+/// `n` brokers.
+pub async fn start_cluster(nats_url: &str, root: &std::path::Path, n: usize) -> Vec<TestServer> {
+    let ids: Vec<String> = (0..n)
+        .map(|i| ((b'a' + i as u8) as char).to_string())
+        .collect();
+    let mut servers = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let seed = i == 0;
+        servers.push(
+            start(nats_url, &root.join(id), id, |c| {
+                c.clustering.raft_bootstrap_seed = seed;
+            })
+            .await,
+        );
+    }
+    for s in &servers {
+        wait_brokers(s, n).await;
+    }
+    servers
+}
+
+/// Waits until `server` lists `n` brokers in FetchMetadata.
+pub async fn wait_brokers(server: &TestServer, n: usize) {
+    let mut client = server.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = client
+            .fetch_metadata(pb::FetchMetadataRequest::default())
+            .await
+            .map(|r| r.into_inner());
+        if md.as_ref().is_ok_and(|m| m.brokers.len() == n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} does not list {n} brokers: {md:?}",
+            server.server_id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Retries `f` while it fails with `Unavailable` (no metadata leader yet), up to 20 s.
+pub async fn retry_unavailable<T, F, Fut>(mut f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match f().await {
+            Err(s)
+                if s.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The metadata of `stream` as `client` sees it.
+pub async fn stream_metadata(client: &mut ApiClient<Channel>, stream: &str) -> pb::StreamMetadata {
+    let md = client
+        .fetch_metadata(pb::FetchMetadataRequest {
+            streams: vec![stream.to_string()],
+            ..Default::default()
+        })
+        .await
+        .expect("metadata")
+        .into_inner();
+    md.stream_metadata
+        .into_iter()
+        .next()
+        .expect("stream listed")
+}
+
+/// Waits until `server`'s metadata satisfies `check` for `stream`.
+pub async fn wait_stream(
+    server: &TestServer,
+    stream: &str,
+    timeout: Duration,
+    check: impl Fn(&pb::StreamMetadata) -> bool,
+) -> pb::StreamMetadata {
+    let mut client = server.client().await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let md = stream_metadata(&mut client, stream).await;
+        if check(&md) {
+            return md;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: stream {stream} never reached the expected state: {md:?}",
+            server.server_id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server in `servers` with this id.
+pub fn by_id<'a>(servers: &'a [TestServer], id: &str) -> &'a TestServer {
+    servers
+        .iter()
+        .find(|s| s.server_id == id)
+        .unwrap_or_else(|| panic!("no server {id}"))
+}
