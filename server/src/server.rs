@@ -162,6 +162,14 @@ impl Server {
         } else {
             None
         };
+        let controller_task = metadata.raft().is_some().then(|| {
+            tokio::spawn(crate::partition::controller::run(
+                metadata.clone(),
+                presence.clone(),
+                config.clustering.replica_max_leader_timeout,
+                stop_rx.clone(),
+            ))
+        });
         let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
 
         let ctx = Arc::new(ApiContext {
@@ -206,6 +214,9 @@ impl Server {
         presence.stop();
         if let Some(task) = query_task {
             task.abort();
+        }
+        if let Some(task) = controller_task {
+            let _ = task.await;
         }
         metadata.shutdown().await;
         let _ = bus.flush().await;

@@ -97,11 +97,6 @@ pub fn create_op(ctx: &ApiContext, req: pb::CreateStreamRequest) -> Result<Op, S
         return Err(status::not_implemented("Encryption at rest"));
     }
     let count = usize::try_from(replication_factor).unwrap_or(1);
-    if count > 1 {
-        return Err(status::not_implemented(
-            "Replication (replicationFactor above 1 in a cluster)",
-        ));
-    }
     let replicas =
         crate::metadata::placement::place(&ctx.metadata.snapshot(), &servers, partitions, count);
     Ok(Op::CreateStream {

@@ -64,6 +64,27 @@ async fn prepare(ctx: &ApiContext, req: &pb::PublishRequest) -> Result<String, R
             )),
         ));
     }
+    if req.ack_policy == pb::AckPolicy::All as i32 {
+        let min_isr = stream
+            .settings
+            .min_isr
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(ctx.config.clustering.min_insync_replicas as usize)
+            .max(1);
+        if partition.isr.len() < min_isr {
+            return Err(Refusal::new(
+                Code::Internal,
+                Status::failed_precondition(format!(
+                    "not enough in-sync replicas for {}/{}: the ISR {:?} has {} member(s), min.insync.replicas is \
+                     {min_isr}; the message was not written (AckPolicy ALL)",
+                    req.stream,
+                    req.partition,
+                    partition.isr,
+                    partition.isr.len()
+                )),
+            ));
+        }
+    }
     let occ = stream
         .settings
         .optimistic_concurrency_control

@@ -57,6 +57,18 @@ async fn partition(
     if let Some(handle) = ctx.partitions.get(&req.stream, req.partition) {
         return Ok(handle);
     }
+    if req.read_isr_replica {
+        // A follower serves reads up to its own high watermark, and only while it is in the ISR.
+        let in_isr = ctx
+            .metadata
+            .stream(&req.stream)
+            .and_then(|s| s.partition(req.partition).cloned())
+            .is_some_and(|p| p.isr.iter().any(|r| r == ctx.metadata.server_id()));
+        if in_isr && let Some((handle, _)) = ctx.partitions.get_replica(&req.stream, req.partition)
+        {
+            return Ok(handle);
+        }
+    }
     match ctx.partitions.why_unserved(&req.stream, req.partition) {
         Unserved::Missing => Err(status::no_such_partition(&req.stream, req.partition)),
         Unserved::Paused if req.resume => {
@@ -154,6 +166,9 @@ fn close_status(reason: Option<CloseReason>) -> Status {
         Some(CloseReason::Deleted) => Status::not_found("Stream was deleted"),
         Some(CloseReason::Shutdown) => Status::unavailable("Server is shutting down"),
         Some(CloseReason::Failed) => Status::internal("Partition failed; see the server log"),
+        Some(CloseReason::LeaderChanged) => {
+            Status::unavailable("Partition leader changed; resubscribe from the new leader")
+        }
         None => Status::internal("Partition closed"),
     }
 }

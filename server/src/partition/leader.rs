@@ -4,7 +4,8 @@
 //! subscription already holds (up to `batch.max.messages`, optionally waiting `batch.max.time` for more), turns
 //! each message into a record, checks size and expected offset, appends the accepted records with one write (and
 //! at most one fsync, by the log's sync policy), moves the high watermark, and only then publishes the acks.
-//! On a single server the ISR is this server alone, so AckPolicy ALL is acknowledged like LEADER.
+//! When the partition has followers, the high watermark and the ALL acks wait for the ISR (see
+//! [`super::replication`]); with a one-member ISR, AckPolicy ALL is acknowledged like LEADER.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use liftbridge_proto::envelope::{self, EnvelopeError};
 use liftbridge_proto::pb;
 use tokio::sync::watch;
 
+use super::replication::{Isr, SharedIsr};
 use super::{CloseReason, PartitionHandle};
 use crate::bus::{Bus, BusMessage, BusSubscription};
 use crate::commitlog::{NewRecord, SyncPolicy};
@@ -56,6 +58,7 @@ pub async fn run(
     bus: Arc<dyn Bus>,
     metadata: Metadata,
     stats: Arc<LeaderStats>,
+    isr: Option<SharedIsr>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = partition.settings().clone();
@@ -79,7 +82,7 @@ pub async fn run(
                 batch.push(first);
                 fill_batch(&mut subscription, &mut batch, settings.batch_max_messages, settings.batch_max_time).await;
                 last_activity = Instant::now();
-                if let Err(e) = process_batch(&partition, &bus, &stats, leader_epoch, &mut batch).await {
+                if let Err(e) = process_batch(&partition, &bus, &stats, leader_epoch, isr.as_deref(), &mut batch).await {
                     tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
                         "append failed; the partition stops until it is restarted");
                     partition.mark_closed(CloseReason::Failed);
@@ -258,6 +261,7 @@ async fn process_batch(
     bus: &Arc<dyn Bus>,
     stats: &LeaderStats,
     leader_epoch: u64,
+    isr: Option<&Isr>,
     batch: &mut Vec<BusMessage>,
 ) -> Result<(), crate::commitlog::LogError> {
     let now = now_ns();
@@ -327,24 +331,35 @@ async fn process_batch(
         } else {
             log.append(leader_epoch, &records)?
         };
-        // One server: the ISR is this server, so everything appended is committed.
-        log.set_high_watermark(i64::try_from(info.last_offset).unwrap_or(i64::MAX))?;
+        // Without followers everything appended is committed; with them, the ISR moves the high watermark.
+        if isr.is_none() {
+            log.set_high_watermark(i64::try_from(info.last_offset).unwrap_or(i64::MAX))?;
+        }
         stats.appended.fetch_add(count, Ordering::Relaxed);
         partition.record_received(now);
         let commit = now_ns();
+        let mut held = Vec::new();
         for (offset, route) in (info.first_offset..).zip(routes) {
             if let Some((route, subject)) = route {
-                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-                acks.push(make_ack(
+                let wait_for_isr = isr.is_some() && route.policy == pb::AckPolicy::All as i32;
+                let ack = make_ack(
                     partition,
                     &subject,
                     route,
-                    offset,
+                    i64::try_from(offset).unwrap_or(i64::MAX),
                     now,
                     commit,
                     pb::ack::Error::Ok,
-                ));
+                );
+                if wait_for_isr {
+                    held.push((offset, ack));
+                } else {
+                    acks.push(ack);
+                }
             }
+        }
+        if let Some(isr) = isr {
+            acks.extend(isr.hold(held));
         }
     }
 

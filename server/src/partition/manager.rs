@@ -1,8 +1,10 @@
-//! Keeps the running partition actors equal to what the metadata says this server should lead.
+//! Keeps the running partitions equal to what the metadata says this server should lead or replicate.
 //!
-//! One task reconciles after every metadata change: it starts a leader for every partition this server leads
-//! that is not paused, stops the ones that were paused or deleted (deleting their data with the stream), and
-//! mirrors the readonly flag. Lookups by the API read a map behind a short lock; only the reconcile task writes.
+//! One task reconciles after every metadata change: for every partition this server holds a replica of (and
+//! that is not paused) it runs a leader actor (with a fetch server and ISR upkeep when there are followers) or a
+//! follower's replicator; it stops what was paused, deleted or changed role (a new leader epoch restarts the
+//! partition in its new role), deletes a deleted stream's data, and mirrors the readonly flag and the ISR.
+//! Lookups by the API read a map behind a short lock; only the reconcile task writes.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,21 +16,38 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::leader::{self, LeaderStats};
+use super::replication::{FetchServer, Isr, IsrChange, SharedIsr, fetch_subject, publish_acks};
+use super::replicator::{self, ReplicatorStats};
 use super::{CloseReason, PartitionHandle, PartitionSettings};
 use crate::bus::Bus;
 use crate::commitlog::Log;
 use crate::config::Config;
-use crate::metadata::{Metadata, PartitionState, StreamState};
+use crate::metadata::{Metadata, Op, PartitionState, StreamState};
 
 type Key = (String, i32);
+
+/// What this server does for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It leads: takes publishes, serves fetches, moves the high watermark.
+    Leader,
+    /// It replicates the leader's log.
+    Follower,
+}
 
 struct Running {
     handle: PartitionHandle,
     /// Creation time of the stream instance this partition belongs to (a recreated stream is a new instance).
     instance: i64,
+    role: Role,
     stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The main task (leader actor or replicator) and helpers (fetch server, ISR upkeep).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<LeaderStats>,
+    /// Follower counters.
+    replicator: Arc<ReplicatorStats>,
+    /// Leader replication state, when the partition has followers.
+    isr: Option<SharedIsr>,
 }
 
 struct Inner {
@@ -99,7 +118,26 @@ impl PartitionManager {
             .running
             .read()
             .get(&(stream.to_string(), partition))
+            .filter(|r| r.role == Role::Leader)
             .map(|r| r.handle.clone())
+    }
+
+    /// The partition's replica on this server, whether it leads or follows.
+    pub fn get_replica(&self, stream: &str, partition: i32) -> Option<(PartitionHandle, Role)> {
+        self.inner
+            .running
+            .read()
+            .get(&(stream.to_string(), partition))
+            .map(|r| (r.handle.clone(), r.role))
+    }
+
+    /// Follower counters of a partition replicated here.
+    pub fn replicator_stats(&self, stream: &str, partition: i32) -> Option<Arc<ReplicatorStats>> {
+        self.inner
+            .running
+            .read()
+            .get(&(stream.to_string(), partition))
+            .map(|r| r.replicator.clone())
     }
 
     /// The leader's counters for a running partition.
@@ -230,11 +268,16 @@ impl PartitionManager {
     pub async fn reconcile(&self) {
         let snapshot = self.inner.metadata.snapshot();
         let me = self.inner.metadata.server_id().to_string();
-        let mut wanted: HashMap<Key, (&StreamState, &PartitionState)> = HashMap::new();
+        let mut wanted: HashMap<Key, (&StreamState, &PartitionState, Role)> = HashMap::new();
         for stream in snapshot.streams.values() {
             for p in &stream.partitions {
-                if p.leader == me && !p.paused {
-                    wanted.insert((stream.name.clone(), p.id), (stream, p));
+                if p.replicas.contains(&me) && !p.paused {
+                    let role = if p.leader == me {
+                        Role::Leader
+                    } else {
+                        Role::Follower
+                    };
+                    wanted.insert((stream.name.clone(), p.id), (stream, p, role));
                 }
             }
         }
@@ -248,14 +291,19 @@ impl PartitionManager {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (key, run) in running {
-            let keep = wanted.get(&key).is_some_and(|(s, p)| {
-                s.creation_timestamp == run.instance && p.leader_epoch == run.handle.epoch()
+            let keep = wanted.get(&key).is_some_and(|(s, p, role)| {
+                s.creation_timestamp == run.instance
+                    && p.leader_epoch == run.handle.epoch()
+                    && *role == run.role
             });
             if keep {
                 continue;
             }
             let reason = match snapshot.streams.get(&key.0) {
-                Some(s) if s.creation_timestamp == run.instance => CloseReason::Paused,
+                Some(s) if s.creation_timestamp == run.instance => match s.partition(key.1) {
+                    Some(p) if p.paused => CloseReason::Paused,
+                    _ => CloseReason::LeaderChanged,
+                },
                 _ => CloseReason::Deleted,
             };
             self.stop(&key, reason).await;
@@ -281,13 +329,18 @@ impl PartitionManager {
         }
 
         // Start what should run.
-        for (key, (stream, p)) in wanted {
+        for (key, (stream, p, role)) in wanted {
             let existing = self.inner.running.read().get(&key).cloned();
             if let Some(run) = existing {
                 run.handle.set_readonly(p.readonly);
+                if let Some(isr) = &run.isr {
+                    isr.set_isr(p.isr.clone());
+                    let acks = isr.advance();
+                    publish_acks(&self.inner.bus, acks).await;
+                }
                 continue;
             }
-            if let Err(e) = self.start(stream, p).await {
+            if let Err(e) = self.start(stream, p, role).await {
                 tracing::error!(stream = key.0, partition = key.1, error = %e, "cannot start partition");
             }
         }
@@ -305,7 +358,12 @@ impl PartitionManager {
             .is_ok_and(|r| r.is_ok())
     }
 
-    async fn start(&self, stream: &StreamState, p: &PartitionState) -> Result<(), String> {
+    async fn start(
+        &self,
+        stream: &StreamState,
+        p: &PartitionState,
+        role: Role,
+    ) -> Result<(), String> {
         let settings = PartitionSettings::resolve(&self.inner.config, &stream.settings);
         let stream_dir = self.inner.data_dir.join("streams").join(&stream.name);
         claim_stream_dir(&stream_dir, stream.creation_timestamp).map_err(|e| e.to_string())?;
@@ -319,41 +377,116 @@ impl PartitionManager {
             tracing::info!(stream = stream.name, partition = p.id, report = ?report, "opened partition log");
         }
         let subject = stream.partition_subject(p.id);
-        let subscription = self
-            .inner
-            .bus
-            .subscribe(subject.clone(), stream.group.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        // Make sure NATS has the subscription before anyone is told the partition runs.
-        self.inner.bus.flush().await.map_err(|e| e.to_string())?;
+        let me = self.inner.metadata.server_id().to_string();
+        let namespace = self.inner.config.clustering.namespace.clone();
+        let min_isr = usize::try_from(settings.min_isr).unwrap_or(1);
         let handle = PartitionHandle::new(
             stream.name.clone(),
             p.id,
-            subject,
-            log,
+            subject.clone(),
+            log.clone(),
             p.leader_epoch,
             settings,
             p.readonly,
         );
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(LeaderStats::default());
-        let task = tokio::spawn(leader::run(
-            handle.clone(),
-            subscription,
-            self.inner.bus.clone(),
-            self.inner.metadata.clone(),
-            stats.clone(),
-            stop_rx,
-        ));
+        let replicator_stats = Arc::new(ReplicatorStats::default());
+        let mut tasks = Vec::new();
+        let mut isr = None;
+        match role {
+            Role::Leader => {
+                if p.replicas.len() > 1 {
+                    // The new epoch starts where this log ends: followers truncate to here (KIP-101).
+                    if log.latest_leader_epoch().is_none_or(|e| e < p.leader_epoch) {
+                        let log = log.clone();
+                        let (epoch, end) = (p.leader_epoch, log.end_offset());
+                        tokio::task::spawn_blocking(move || log.assign_leader_epoch(epoch, end))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                    }
+                    let shared: SharedIsr = Arc::new(Isr::new(
+                        me.clone(),
+                        log.clone(),
+                        p.replicas.clone(),
+                        p.isr.clone(),
+                        min_isr,
+                    ));
+                    let fetches = self
+                        .inner
+                        .bus
+                        .subscribe(fetch_subject(&namespace, &stream.name, p.id), None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let clustering = &self.inner.config.clustering;
+                    let server = Arc::new(FetchServer {
+                        isr: shared.clone(),
+                        log: log.clone(),
+                        bus: self.inner.bus.clone(),
+                        leader_epoch: p.leader_epoch,
+                        idle_wait: clustering.replica_max_idle_wait,
+                        max_bytes: usize::try_from(clustering.replication_max_bytes)
+                            .unwrap_or(1 << 20)
+                            .max(64 * 1024),
+                    });
+                    tasks.push(tokio::spawn(server.run(fetches, stop_rx.clone())));
+                    tasks.push(tokio::spawn(isr_upkeep(
+                        shared.clone(),
+                        self.inner.metadata.clone(),
+                        stream.name.clone(),
+                        p.id,
+                        p.leader_epoch,
+                        clustering.replica_max_lag_time,
+                        stop_rx.clone(),
+                    )));
+                    isr = Some(shared);
+                }
+                let subscription = self
+                    .inner
+                    .bus
+                    .subscribe(subject, stream.group.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Make sure NATS has the subscriptions before anyone is told the partition runs.
+                self.inner.bus.flush().await.map_err(|e| e.to_string())?;
+                tasks.insert(
+                    0,
+                    tokio::spawn(leader::run(
+                        handle.clone(),
+                        subscription,
+                        self.inner.bus.clone(),
+                        self.inner.metadata.clone(),
+                        stats.clone(),
+                        isr.clone(),
+                        stop_rx,
+                    )),
+                );
+            }
+            Role::Follower => {
+                tasks.push(tokio::spawn(replicator::run(
+                    handle.clone(),
+                    self.inner.bus.clone(),
+                    namespace,
+                    me,
+                    p.leader_epoch,
+                    self.inner.config.clustering.clone(),
+                    replicator_stats.clone(),
+                    stop_rx,
+                )));
+            }
+        }
         self.inner.running.write().insert(
             (stream.name.clone(), p.id),
             Arc::new(Running {
                 handle,
                 instance: stream.creation_timestamp,
+                role,
                 stop,
-                task: Mutex::new(Some(task)),
+                tasks: Mutex::new(tasks),
                 stats,
+                replicator: replicator_stats,
+                isr,
             }),
         );
         Ok(())
@@ -366,9 +499,9 @@ impl PartitionManager {
         // Subscribers learn why first, so they end with the right status rather than "log closed".
         run.handle.mark_closed(reason);
         let _ = run.stop.send(true);
-        // The task only exits at a batch boundary, so no append is cut in half.
-        let task = run.task.lock().take();
-        if let Some(task) = task {
+        // The tasks only exit at a batch boundary, so no append is cut in half.
+        let tasks: Vec<JoinHandle<()>> = run.tasks.lock().drain(..).collect();
+        for task in tasks {
             let _ = task.await;
         }
         let log = run.handle.log().clone();
@@ -383,6 +516,49 @@ impl PartitionManager {
         let keys: Vec<Key> = self.inner.running.read().keys().cloned().collect();
         for key in keys {
             self.stop(&key, reason).await;
+        }
+    }
+}
+
+/// Proposes the ISR changes the leader's view calls for, every quarter of `lag`, until `stop` fires.
+async fn isr_upkeep(
+    isr: SharedIsr,
+    metadata: Metadata,
+    stream: String,
+    partition: i32,
+    leader_epoch: u64,
+    lag: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick =
+        tokio::time::interval((lag / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        for change in isr.due_changes(lag) {
+            let op = match &change {
+                IsrChange::Shrink(replica) => Op::ShrinkIsr {
+                    name: stream.clone(),
+                    partition,
+                    replica: replica.clone(),
+                    leader_epoch,
+                },
+                IsrChange::Expand(replica) => Op::ExpandIsr {
+                    name: stream.clone(),
+                    partition,
+                    replica: replica.clone(),
+                    leader_epoch,
+                },
+            };
+            match metadata.propose(op).await {
+                Ok(_) => tracing::info!(stream, partition, ?change, "ISR changed"),
+                Err(e) => {
+                    tracing::debug!(stream, partition, ?change, error = %e, "ISR change refused")
+                }
+            }
         }
     }
 }

@@ -6,10 +6,16 @@
 //! - [`leader`]: the actor — drains the NATS subscription in batches, appends each batch with one write (and at
 //!   most one fsync), advances the high watermark and publishes acks.
 //! - [`manager`]: starts and stops actors so that what runs always matches the metadata.
+//! - [`controller`]: partition leader failover, run by the metadata leader.
+//! - [`replication`]: the leader's side of replication (ISR, high watermark, ALL acks, fetch server).
+//! - [`replicator`]: the follower's fetch loop.
 //! - [`settings`]: a stream's effective settings (server defaults overridden per stream).
 
+pub mod controller;
 pub mod leader;
 pub mod manager;
+pub mod replication;
+pub mod replicator;
 pub mod settings;
 
 use std::sync::Arc;
@@ -35,6 +41,8 @@ pub enum CloseReason {
     Shutdown,
     /// The log failed (I/O error); see the server log.
     Failed,
+    /// The partition's leader changed (this server now leads, follows, or no longer holds it).
+    LeaderChanged,
 }
 
 /// A cheap handle on a running partition, shared by the actor, the manager and the API.

@@ -2,6 +2,8 @@
 //! server's embedded broker), with short timeouts so failures are detected quickly.
 #![allow(dead_code)]
 
+pub mod checker;
+
 use std::time::Duration;
 
 use liftbridge_proto::pb;
