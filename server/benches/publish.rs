@@ -1,10 +1,12 @@
 //! End-to-end publish and subscribe through the gRPC API, standalone (embedded broker) versus the same server on
 //! an external `nats-server`, measured back to back in one run.
 //!
-//! `cargo bench -p liftbridge-server --bench publish` (`PUBLISH_BENCH_SCALE=0.1` for a quick run). Each workload
-//! runs 3 rounds per deployment on a fresh server and data directory; the median is printed with the ratio
-//! standalone / external. Workloads: pipelined `PublishAsync` (128 B, window 256), synchronous `Publish` round
-//! trips (128 B; p50/p99), and `Subscribe` of the whole stream from the earliest offset.
+//! `cargo bench -p liftbridge-server --bench publish` (`PUBLISH_BENCH_SCALE=0.1` for a quick run;
+//! `PUBLISH_BENCH_EXTERNAL=0` to skip the external nats-server deployment). Each workload runs 3 rounds per
+//! deployment on a fresh server and data directory; the median is printed with the ratio standalone / external.
+//! Workloads: pipelined `PublishAsync` (128 B, windows 256 and 10,000), the same with `streams.sync.policy:
+//! always` (fsync before ack, window 10,000), synchronous `Publish` round trips (128 B; p50/p99), and
+//! `Subscribe` of the whole stream from the earliest offset.
 
 use std::time::Instant;
 
@@ -32,17 +34,22 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
-async fn start(deployment: Deployment) -> Running {
+async fn start(deployment: Deployment, sync_always: bool) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
+    let tweak = move |config: &mut liftbridge_server::config::Config| {
+        if sync_always {
+            config.streams.sync_policy = liftbridge_server::config::SyncPolicyKind::Always;
+        }
+    };
     let (server, nats) = match deployment {
         Deployment::External => {
             let nats = NatsServer::start();
             (
-                TestServer::start(&nats.url, dir.path(), |_| {}).await,
+                TestServer::start(&nats.url, dir.path(), tweak).await,
                 Some(nats),
             )
         }
-        Deployment::Standalone => (TestServer::start_standalone(dir.path(), |_| {}).await, None),
+        Deployment::Standalone => (TestServer::start_standalone(dir.path(), tweak).await, None),
     };
     Running {
         server,
@@ -137,20 +144,33 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[derive(Default)]
 struct Figures {
     pipelined: Vec<f64>,
+    pipelined_10k: Vec<f64>,
+    sync_always: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
     subscribe: Vec<f64>,
 }
 
 async fn round(deployment: Deployment, n: usize, figures: &mut Figures) {
-    let running = start(deployment).await;
+    let running = start(deployment, true).await;
+    let mut c = running.server.client().await;
+    create(&mut c, "bench").await;
+    figures
+        .sync_always
+        .push(pipelined(&mut c, n, 10_000.min(n)).await);
+    running.server.stop().await.expect("server stops");
+
+    let running = start(deployment, false).await;
     let mut c = running.server.client().await;
     create(&mut c, "bench").await;
     figures.pipelined.push(pipelined(&mut c, n, 256).await);
+    figures
+        .pipelined_10k
+        .push(pipelined(&mut c, n, 10_000.min(n)).await);
     let (p50, p99) = round_trips(&mut c, (n / 20).max(200)).await;
     figures.p50.push(p50);
     figures.p99.push(p99);
-    figures.subscribe.push(subscribe_all(&mut c, n).await);
+    figures.subscribe.push(subscribe_all(&mut c, 2 * n).await);
     running.server.stop().await.expect("server stops");
 }
 
@@ -165,13 +185,26 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let with_external = std::env::var("PUBLISH_BENCH_EXTERNAL").map_or(true, |v| v != "0");
     runtime.block_on(async {
         let mut standalone = Figures::default();
         let mut external = Figures::default();
         for r in 1..=3 {
             eprintln!("round {r}/3 ({n} messages)");
             round(Deployment::Standalone, n, &mut standalone).await;
-            round(Deployment::External, n, &mut external).await;
+            if with_external {
+                round(Deployment::External, n, &mut external).await;
+            }
+        }
+        if !with_external {
+            external = Figures {
+                pipelined: vec![f64::NAN],
+                pipelined_10k: vec![f64::NAN],
+                sync_always: vec![f64::NAN],
+                p50: vec![f64::NAN],
+                p99: vec![f64::NAN],
+                subscribe: vec![f64::NAN],
+            };
         }
         println!(
             "| workload (median of 3) | standalone (embedded NATS) | external nats-server | ratio |"
@@ -185,6 +218,18 @@ fn main() {
             "PublishAsync pipelined, 128 B, window 256",
             &standalone.pipelined,
             &external.pipelined,
+            "msg/s",
+        );
+        row(
+            "PublishAsync pipelined, 128 B, window 10000",
+            &standalone.pipelined_10k,
+            &external.pipelined_10k,
+            "msg/s",
+        );
+        row(
+            "PublishAsync pipelined, 128 B, window 10000, sync=always",
+            &standalone.sync_always,
+            &external.sync_always,
             "msg/s",
         );
         row(

@@ -2,20 +2,21 @@
 //!
 //! A gRPC publish travels through NATS like any other publish, and the partition leader answers on the
 //! message's ack inbox. Rather than subscribing once per publish, the API subscribes once to
-//! `<namespace>.ack.<nonce>.>` and hands out inboxes under that prefix; one task decodes each ack and passes it
-//! to whoever registered the inbox — a single `Publish` (one ack) or a `PublishAsync` session (many).
+//! `<namespace>.ack.<nonce>.>` and hands out inboxes under that prefix; a handler decodes each ack and passes it
+//! to whoever registered the inbox — a single `Publish` (one ack) or a `PublishAsync` session (many). On the
+//! embedded broker the handler runs inside the partition leader's ack publish (no task hop); the acks still
+//! travel as `Ack` envelopes on their NATS inboxes, so NATS subscribers see them as before.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use futures::StreamExt;
 use liftbridge_proto::{envelope, pb};
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, BusHandler, HandlerSubscription};
 
 enum Waiter {
     Once(oneshot::Sender<pb::Ack>),
@@ -27,6 +28,8 @@ pub struct AckRouter {
     prefix: String,
     counter: AtomicU64,
     waiters: Mutex<HashMap<String, Waiter>>,
+    /// The inbox subscription, kept for the router's life.
+    subscription: OnceLock<HandlerSubscription>,
 }
 
 impl std::fmt::Debug for AckRouter {
@@ -42,24 +45,26 @@ impl AckRouter {
     pub async fn start(bus: Arc<dyn Bus>, namespace: &str) -> Result<Arc<AckRouter>, BusError> {
         let nonce: u64 = rand::rng().random();
         let prefix = format!("{namespace}.ack.{nonce:016x}");
-        let mut subscription = bus.subscribe(format!("{prefix}.>"), None).await?;
         let router = Arc::new(AckRouter {
-            prefix,
+            prefix: prefix.clone(),
             counter: AtomicU64::new(0),
             waiters: Mutex::new(HashMap::new()),
+            subscription: OnceLock::new(),
         });
         let weak = Arc::downgrade(&router);
-        tokio::spawn(async move {
-            while let Some(message) = subscription.next().await {
-                let Some(router) = weak.upgrade() else { break };
-                match envelope::decode_ack(&message.payload) {
-                    Ok(ack) => router.deliver(&message.subject, ack),
-                    Err(e) => {
-                        tracing::debug!(subject = message.subject, error = %e, "ignoring malformed ack")
-                    }
+        let handler: BusHandler = Arc::new(move |message| {
+            let Some(router) = weak.upgrade() else { return };
+            match envelope::decode_ack(&message.payload) {
+                Ok(ack) => router.deliver(&message.subject, ack),
+                Err(e) => {
+                    tracing::debug!(subject = message.subject, error = %e, "ignoring malformed ack")
                 }
             }
         });
+        let subscription = bus
+            .subscribe_handler(format!("{prefix}.>"), handler)
+            .await?;
+        let _ = router.subscription.set(subscription);
         Ok(router)
     }
 

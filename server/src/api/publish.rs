@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use liftbridge_proto::{envelope, pb};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -293,6 +293,115 @@ fn async_error(
     }
 }
 
+/// Most requests a `PublishAsync` session takes from its input before publishing them as one batch.
+const PUBLISH_ASYNC_BATCH: usize = 512;
+
+/// Correlation ids of a session's messages whose ack has not come back yet (a count per id: ids may repeat).
+#[derive(Default)]
+struct InFlight(HashMap<String, u32>);
+
+impl InFlight {
+    fn add(&mut self, correlation_id: String) {
+        *self.0.entry(correlation_id).or_default() += 1;
+    }
+
+    /// Accounts for one ack (nothing happens if no message waits under that id).
+    fn remove_one(&mut self, correlation_id: &str) {
+        if let Some(n) = self.0.get_mut(correlation_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(correlation_id);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The `PublishAsync` response for an ack.
+fn ack_response(ack: pb::Ack) -> pb::PublishResponse {
+    let correlation_id = ack.correlation_id.clone();
+    match async_error_code(&ack) {
+        None => pb::PublishResponse {
+            ack: Some(ack),
+            async_error: None,
+            correlation_id,
+        },
+        Some(code) => {
+            let message = ack_status(&ack)
+                .map(|s| s.message().to_string())
+                .unwrap_or_default();
+            pb::PublishResponse {
+                ack: Some(ack),
+                async_error: Some(pb::PublishAsyncError {
+                    code: code as i32,
+                    message,
+                }),
+                correlation_id,
+            }
+        }
+    }
+}
+
+/// Checks and publishes a batch of `PublishAsync` requests (one bus batch, in order); refusals and publish
+/// failures are answered at once. Returns false once the response stream is gone.
+async fn publish_requests(
+    ctx: &ApiContext,
+    inbox: &str,
+    batch: Vec<pb::PublishRequest>,
+    in_flight: &mut InFlight,
+    out: &mpsc::Sender<Result<pb::PublishResponse, Status>>,
+) -> bool {
+    let mut messages = Vec::with_capacity(batch.len());
+    // Beside each message: its correlation id and whether it waits for an ack.
+    let mut sent = Vec::with_capacity(batch.len());
+    for req in batch {
+        let correlation_id = req.correlation_id.clone();
+        let wants_ack = req.ack_policy != pb::AckPolicy::None as i32;
+        match prepare(ctx, &req).await {
+            Ok(subject) => {
+                let message = to_message(req, inbox.to_string());
+                messages.push((subject, envelope::encode_message(&message, false)));
+                sent.push((correlation_id, wants_ack));
+            }
+            Err(refusal) => {
+                let resp = async_error(
+                    correlation_id,
+                    refusal.code,
+                    refusal.status.message().to_string(),
+                );
+                if out.send(Ok(resp)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    if messages.is_empty() {
+        return true;
+    }
+    let results = ctx.bus.publish_batch(messages).await;
+    for ((correlation_id, wants_ack), result) in sent.into_iter().zip(results) {
+        match result {
+            Ok(()) if wants_ack => in_flight.add(correlation_id),
+            Ok(()) => {}
+            Err(e) => {
+                let status = status::from_bus(e);
+                let resp = async_error(
+                    correlation_id,
+                    pb::publish_async_error::Code::Internal,
+                    status.message().to_string(),
+                );
+                if out.send(Ok(resp)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 /// `PublishAsync`: pipelined publishes on one stream. Each message with an ack policy other than NONE gets one
 /// response, matched by correlation id; refusals come back as `asyncError`. When the client half-closes, acks
 /// still in flight are awaited for up to [`PUBLISH_ASYNC_DRAIN`].
@@ -306,8 +415,9 @@ pub fn publish_async(
     let mut shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         // Correlation ids of messages whose ack has not come back yet.
-        let mut in_flight: HashMap<String, u32> = HashMap::new();
+        let mut in_flight = InFlight::default();
         let mut input_open = true;
+        let mut input_failed = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         loop {
             if !input_open && in_flight.is_empty() {
@@ -320,61 +430,51 @@ pub fn publish_async(
                 }
             };
             tokio::select! {
-                request = requests.next(), if input_open => match request {
-                    Some(Ok(req)) => {
-                        let correlation_id = req.correlation_id.clone();
-                        let wants_ack = req.ack_policy != pb::AckPolicy::None as i32;
-                        match prepare(&ctx, &req).await {
-                            Ok(subject) => {
-                                let message = to_message(req, inbox.clone());
-                                let payload = envelope::encode_message(&message, false);
-                                match ctx.bus.publish(subject, None, Vec::new(), payload).await {
-                                    Ok(()) if wants_ack => *in_flight.entry(correlation_id).or_default() += 1,
-                                    Ok(()) => {}
-                                    Err(e) => {
-                                        let status = status::from_bus(e);
-                                        let resp = async_error(correlation_id, pb::publish_async_error::Code::Internal,
-                                            status.message().to_string());
-                                        if out.send(Ok(resp)).await.is_err() { break; }
-                                    }
-                                }
+                request = requests.next(), if input_open => {
+                    // Take every request that has already arrived (up to a bound) and publish them as one batch.
+                    let mut batch = Vec::new();
+                    let mut next = Some(request);
+                    while let Some(request) = next.take() {
+                        match request {
+                            Some(Ok(req)) => batch.push(req),
+                            Some(Err(status)) => {
+                                tracing::debug!(%status, "PublishAsync input failed");
+                                input_failed = true;
+                                break;
                             }
-                            Err(refusal) => {
-                                let resp = async_error(correlation_id, refusal.code, refusal.status.message().to_string());
-                                if out.send(Ok(resp)).await.is_err() { break; }
+                            None => {
+                                input_open = false;
+                                drain_deadline = Some(tokio::time::Instant::now() + PUBLISH_ASYNC_DRAIN);
+                                break;
                             }
                         }
+                        if batch.len() < PUBLISH_ASYNC_BATCH {
+                            next = requests.next().now_or_never();
+                        }
                     }
-                    Some(Err(status)) => {
-                        tracing::debug!(%status, "PublishAsync input failed");
+                    if !publish_requests(&ctx, &inbox, batch, &mut in_flight, &out).await || input_failed {
                         break;
                     }
-                    None => {
-                        input_open = false;
-                        drain_deadline = Some(tokio::time::Instant::now() + PUBLISH_ASYNC_DRAIN);
-                    }
-                },
+                }
                 ack = acks.recv() => {
                     let Some(ack) = ack else { break };
-                    if let Some(n) = in_flight.get_mut(&ack.correlation_id) {
-                        *n -= 1;
-                        if *n == 0 {
-                            in_flight.remove(&ack.correlation_id);
+                    let mut next = Some(ack);
+                    let mut open = true;
+                    let mut forwarded = 0;
+                    // Forward every ack that has already arrived (up to a bound), not one per wake-up.
+                    while let Some(ack) = next.take() {
+                        forwarded += 1;
+                        // A duplicate or late ack is forwarded too, as before.
+                        in_flight.remove_one(&ack.correlation_id);
+                        if out.send(Ok(ack_response(ack))).await.is_err() {
+                            open = false;
+                            break;
+                        }
+                        if forwarded < PUBLISH_ASYNC_BATCH {
+                            next = acks.try_recv().ok();
                         }
                     }
-                    let correlation_id = ack.correlation_id.clone();
-                    let resp = match async_error_code(&ack) {
-                        None => pb::PublishResponse { ack: Some(ack), async_error: None, correlation_id },
-                        Some(code) => {
-                            let message = ack_status(&ack).map(|s| s.message().to_string()).unwrap_or_default();
-                            pb::PublishResponse {
-                                ack: Some(ack),
-                                async_error: Some(pb::PublishAsyncError { code: code as i32, message }),
-                                correlation_id,
-                            }
-                        }
-                    };
-                    if out.send(Ok(resp)).await.is_err() { break; }
+                    if !open { break; }
                 }
                 _ = drain => break,
                 changed = shutdown.changed() => {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use liftbridge_proto::pb;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -19,8 +20,9 @@ use crate::partition::{CloseReason, PartitionHandle};
 
 /// Most bytes read from the log per batch sent to a subscriber.
 const READ_BATCH_BYTES: usize = 1 << 20;
-/// Messages buffered between the reader task and the HTTP/2 stream.
-const SEND_BUFFER: usize = 1024;
+/// Batches (each up to [`READ_BATCH_BYTES`] of records) buffered between the reader task and the HTTP/2 stream.
+/// The reader hands over whole batches: one channel operation and at most one wake-up per batch, not per message.
+const SEND_BUFFER: usize = 2;
 
 /// Converts a stored record to the API's message.
 pub fn to_message(stream: &str, partition: i32, record: Record) -> pb::Message {
@@ -188,7 +190,7 @@ pub async fn subscribe(
     }
     let handle = partition(ctx, &req).await?;
     let log = handle.log().clone();
-    let (tx, rx) = mpsc::channel::<Result<pb::Message, Status>>(SEND_BUFFER);
+    let (tx, rx) = mpsc::channel::<Vec<Result<pb::Message, Status>>>(SEND_BUFFER);
     if req.reverse {
         let hw = log.high_watermark();
         let start = match pb::StartPosition::try_from(req.start_position) {
@@ -217,7 +219,7 @@ pub async fn subscribe(
                 "stop offset {lower} is after start offset {start} for a reverse subscription"
             )));
         }
-        let _ = tx.send(Ok(pb::Message::default())).await;
+        let _ = tx.send(vec![Ok(pb::Message::default())]).await;
         tokio::spawn(reverse(handle, req, start, lower, tx));
     } else {
         let start = start_offset(&log, &req)?;
@@ -229,13 +231,20 @@ pub async fn subscribe(
                 "stop offset {stop} is before start offset {start}"
             )));
         }
-        let _ = tx.send(Ok(pb::Message::default())).await;
+        let _ = tx.send(vec![Ok(pb::Message::default())]).await;
         tokio::spawn(forward(handle, req, start, stop, tx));
     }
-    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    Ok(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter),
+    ))
 }
 
-type Sender = mpsc::Sender<Result<pb::Message, Status>>;
+type Sender = mpsc::Sender<Vec<Result<pb::Message, Status>>>;
+
+/// Sends the final status of a subscription.
+async fn end(tx: &Sender, status: Status) {
+    let _ = tx.send(vec![Err(status)]).await;
+}
 
 async fn forward(
     handle: PartitionHandle,
@@ -252,32 +261,36 @@ async fn forward(
     let mut next = start;
     loop {
         if closed.borrow().is_some() {
-            let _ = tx.send(Err(close_status(handle.close_reason()))).await;
+            end(&tx, close_status(handle.close_reason())).await;
             return;
         }
         if handle.is_readonly() && i64::try_from(next).unwrap_or(i64::MAX) > log.newest_offset() {
-            let _ = tx
-                .send(Err(Status::resource_exhausted("End of readonly partition")))
-                .await;
+            end(&tx, Status::resource_exhausted("End of readonly partition")).await;
             return;
         }
         tokio::select! {
             batch = reader.next_batch(READ_BATCH_BYTES, ReadBound::HighWatermark) => match batch {
                 Ok(records) => {
+                    let mut out = Vec::with_capacity(records.len() + 1);
+                    let mut stopped = false;
                     for record in records {
                         let offset = record.offset;
                         if stop.is_some_and(|s| offset > s) {
-                            let _ = tx.send(Err(Status::resource_exhausted("Stop offset reached"))).await;
-                            return;
+                            stopped = true;
+                            break;
                         }
-                        if tx.send(Ok(to_message(&req.stream, req.partition, record))).await.is_err() {
-                            return;
-                        }
+                        out.push(Ok(to_message(&req.stream, req.partition, record)));
                         next = offset + 1;
                         if stop == Some(offset) {
-                            let _ = tx.send(Err(Status::resource_exhausted("Stop offset reached"))).await;
-                            return;
+                            stopped = true;
+                            break;
                         }
+                    }
+                    if stopped {
+                        out.push(Err(Status::resource_exhausted("Stop offset reached")));
+                    }
+                    if tx.send(out).await.is_err() || stopped {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -285,7 +298,7 @@ async fn forward(
                         Some(reason) => close_status(Some(reason)),
                         None => Status::internal(format!("reading the partition failed: {e}")),
                     };
-                    let _ = tx.send(Err(status)).await;
+                    end(&tx, status).await;
                     return;
                 }
             },
@@ -312,37 +325,35 @@ async fn reverse(
             let batch = match reader.next_batch(READ_BATCH_BYTES) {
                 Ok(batch) => batch,
                 Err(e) => {
-                    let _ = tx
-                        .send(Err(Status::internal(format!(
-                            "reading the partition failed: {e}"
-                        ))))
-                        .await;
+                    end(
+                        &tx,
+                        Status::internal(format!("reading the partition failed: {e}")),
+                    )
+                    .await;
                     return;
                 }
             };
             if batch.is_empty() {
                 break;
             }
+            let mut out = Vec::with_capacity(batch.len() + 1);
+            let mut stopped = false;
             for record in batch {
                 if i64::try_from(record.offset).unwrap_or(i64::MAX) < lower {
-                    let _ = tx
-                        .send(Err(Status::resource_exhausted("Stop offset reached")))
-                        .await;
-                    return;
+                    out.push(Err(Status::resource_exhausted("Stop offset reached")));
+                    stopped = true;
+                    break;
                 }
-                if tx
-                    .send(Ok(to_message(&req.stream, req.partition, record)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                out.push(Ok(to_message(&req.stream, req.partition, record)));
+            }
+            if tx.send(out).await.is_err() || stopped {
+                return;
             }
         }
     }
-    let _ = tx
-        .send(Err(Status::resource_exhausted(
-            "End of partition reached (reverse)",
-        )))
-        .await;
+    end(
+        &tx,
+        Status::resource_exhausted("End of partition reached (reverse)"),
+    )
+    .await;
 }

@@ -36,7 +36,9 @@ use super::protocol;
 use super::router::{Batch, Counters, Outgoing, Rng, Router};
 use super::subject;
 use super::subscription::{IN_PROCESS, Subscription, Target};
-use crate::bus::{Bus, BusError, BusMessage, BusSubscription, Headers};
+use crate::bus::{
+    Bus, BusError, BusHandler, BusMessage, BusSubscription, HandlerSubscription, Headers,
+};
 
 /// Minimum time between two warnings about drops on one in-process subscription.
 const DROP_WARN_INTERVAL: Duration = Duration::from_secs(5);
@@ -314,7 +316,12 @@ impl EmbeddedBus {
             origin: IN_PROCESS,
             echo: true,
         };
-        Ok(self.router.route(&matches, &msg, batch, &mut Rng::new()))
+        let mut rng = if matches.groups.is_empty() {
+            Rng::unseeded()
+        } else {
+            Rng::new()
+        };
+        Ok(self.router.route(&matches, &msg, batch, &mut rng))
     }
 
     fn subscribe_with(
@@ -386,6 +393,43 @@ impl Bus for EmbeddedBus {
             let routed = self.route(&subject, reply.as_deref(), &headers, &payload, &mut batch);
             batch.finish().await;
             routed.map(|_| ())
+        })
+    }
+
+    fn publish_batch(
+        &self,
+        messages: Vec<(String, Bytes)>,
+    ) -> BoxFuture<'_, Vec<Result<(), BusError>>> {
+        Box::pin(async move {
+            let mut batch = Batch::default();
+            let no_headers = Vec::new();
+            let mut results = Vec::with_capacity(messages.len());
+            for (subject, payload) in &messages {
+                results.push(
+                    self.route(subject, None, &no_headers, payload, &mut batch)
+                        .map(|_| ()),
+                );
+                if batch.is_stalled() {
+                    // A nearly full subscriber: give it its moment before routing more.
+                    batch.finish().await;
+                }
+            }
+            batch.finish().await;
+            results
+        })
+    }
+
+    fn subscribe_handler(
+        &self,
+        subject: String,
+        handler: BusHandler,
+    ) -> BoxFuture<'_, Result<HandlerSubscription, BusError>> {
+        Box::pin(async move {
+            let sub = self.subscribe_with(&subject, None, Target::Handler(handler))?;
+            Ok(HandlerSubscription::new(SubscriptionGuard {
+                router: self.router.clone(),
+                sub,
+            }))
         })
     }
 

@@ -69,6 +69,29 @@ impl Outgoing<'_> {
     }
 }
 
+/// The in-process form of a message being routed, built on the first in-process delivery and shared by the
+/// rest.
+struct LocalCopy {
+    message: Option<BusMessage>,
+    /// In-process plain subscriptions still to be offered the message (`usize::MAX`: unknown, always clone).
+    plain_left: usize,
+}
+
+impl LocalCopy {
+    /// The message for one in-process subscriber: moved out for the last one, cloned for the others.
+    fn take(&mut self, msg: &Outgoing<'_>) -> BusMessage {
+        if self.plain_left != usize::MAX {
+            self.plain_left = self.plain_left.saturating_sub(1);
+            if self.plain_left == 0 {
+                return self.message.take().unwrap_or_else(|| msg.to_bus_message());
+            }
+        }
+        self.message
+            .get_or_insert_with(|| msg.to_bus_message())
+            .clone()
+    }
+}
+
 /// A small fast random number generator for picking queue group members (xorshift64*).
 pub(crate) struct Rng(u64);
 
@@ -76,6 +99,11 @@ impl Rng {
     /// Seeded from the process's random hash keys.
     pub(crate) fn new() -> Self {
         Rng(random_u64() | 1)
+    }
+
+    /// A generator that is never used for picking (routes without queue groups): no seeding cost.
+    pub(crate) fn unseeded() -> Self {
+        Rng(1)
     }
 
     /// A number in `0..n` (`n > 0`).
@@ -290,7 +318,20 @@ impl Router {
         batch: &mut Batch,
         rng: &mut Rng,
     ) -> usize {
-        let mut local: Option<BusMessage> = None;
+        let mut local = LocalCopy {
+            message: None,
+            // The last in-process plain subscriber gets the message moved rather than cloned (queue group
+            // members are picked at random, so with groups every in-process delivery clones).
+            plain_left: if matches.groups.is_empty() {
+                matches
+                    .plain
+                    .iter()
+                    .filter(|s| s.target.is_in_process())
+                    .count()
+            } else {
+                usize::MAX
+            },
+        };
         let mut delivered = 0;
         for sub in &matches.plain {
             if self.deliver(sub, msg, &mut local, batch) {
@@ -319,7 +360,7 @@ impl Router {
         &self,
         sub: &Arc<Subscription>,
         msg: &Outgoing<'_>,
-        local: &mut Option<BusMessage>,
+        local: &mut LocalCopy,
         batch: &mut Batch,
     ) -> bool {
         if sub.is_closed() || (!msg.echo && sub.owner == msg.origin) {
@@ -349,10 +390,7 @@ impl Router {
                 }
             }
             Target::Local(queue) => {
-                let message = match local {
-                    Some(message) => message.clone(),
-                    None => local.insert(msg.to_bus_message()).clone(),
-                };
+                let message = local.take(msg);
                 match queue.push(message, &self.counters) {
                     Push::Queued { stall } => {
                         if stall {
@@ -363,10 +401,11 @@ impl Router {
                     Push::Dropped => false,
                 }
             }
-            Target::Replies(mux) => mux.resolve(msg.subject, || match local {
-                Some(message) => message.clone(),
-                None => local.insert(msg.to_bus_message()).clone(),
-            }),
+            Target::Replies(mux) => mux.resolve(msg.subject, || local.take(msg)),
+            Target::Handler(handler) => {
+                handler(local.take(msg));
+                true
+            }
         };
         if last {
             self.unsubscribe(sub);

@@ -18,6 +18,15 @@ pub(crate) enum Target {
     Local(Arc<LocalQueue>),
     /// The in-process request/reply inbox: resolves a waiting request.
     Replies(Arc<ReplyMux>),
+    /// An in-process handler ([`crate::bus::Bus::subscribe_handler`]), called in the publisher's context.
+    Handler(crate::bus::BusHandler),
+}
+
+impl Target {
+    /// Whether messages are handed over in-process (as a [`crate::bus::BusMessage`]).
+    pub(crate) fn is_in_process(&self) -> bool {
+        !matches!(self, Target::Client(_))
+    }
 }
 
 /// One subscription: a TCP client's `SUB` or an in-process [`crate::bus::Bus::subscribe`].

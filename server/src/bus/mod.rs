@@ -6,8 +6,9 @@
 //! mode) without any other module knowing which.
 //!
 //! # Layout
-//! - [`Bus`]: publish, subscribe (optionally in a queue group), request, flush, connection state.
-//! - [`BusMessage`] / [`BusSubscription`]: what comes out of a subscription.
+//! - [`Bus`]: publish (one message or a batch), subscribe (optionally in a queue group, or with a handler called
+//!   for each message), request, flush, connection state.
+//! - [`BusMessage`] / [`BusSubscription`] / [`HandlerSubscription`]: what comes out of a subscription.
 //! - [`nats`]: the `async-nats` implementation.
 
 pub mod nats;
@@ -16,9 +17,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use futures::Stream;
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
 
 pub use self::nats::NatsBus;
 
@@ -114,6 +117,39 @@ impl std::fmt::Debug for BusSubscription {
     }
 }
 
+/// A function called with every message of a [`Bus::subscribe_handler`] subscription. It must return quickly
+/// and never block: on the embedded broker it runs inside the publisher's call.
+pub type BusHandler = Arc<dyn Fn(BusMessage) + Send + Sync>;
+
+/// A live handler subscription; dropping it unsubscribes.
+pub struct HandlerSubscription {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl HandlerSubscription {
+    /// Wraps whatever keeps the subscription alive; dropping `guard` must end it.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        HandlerSubscription {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for HandlerSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerSubscription")
+    }
+}
+
+/// Aborts the task driving a default [`Bus::subscribe_handler`] subscription when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Everything the server needs from NATS.
 ///
 /// Methods return boxed futures so the server can hold an `Arc<dyn Bus>` and pick the implementation at start-up.
@@ -126,6 +162,41 @@ pub trait Bus: Send + Sync + 'static {
         headers: Headers,
         payload: Bytes,
     ) -> BoxFuture<'_, Result<(), BusError>>;
+
+    /// Publishes `(subject, payload)` pairs in order, without reply subject or headers, and reports each one's
+    /// outcome (same order). Implementations route the whole batch at once where they can (the embedded broker
+    /// wakes each subscriber once per batch, not once per message); the default publishes one after another.
+    fn publish_batch(
+        &self,
+        messages: Vec<(String, Bytes)>,
+    ) -> BoxFuture<'_, Vec<Result<(), BusError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for (subject, payload) in messages {
+                results.push(self.publish(subject, None, Vec::new(), payload).await);
+            }
+            results
+        })
+    }
+
+    /// Subscribes to `subject` (wildcards allowed) and calls `handler` with every message, in order, until the
+    /// returned subscription is dropped. The embedded broker calls it directly from the publisher (no task hop);
+    /// the default drives a [`Bus::subscribe`] stream on a task.
+    fn subscribe_handler(
+        &self,
+        subject: String,
+        handler: BusHandler,
+    ) -> BoxFuture<'_, Result<HandlerSubscription, BusError>> {
+        Box::pin(async move {
+            let mut subscription = self.subscribe(subject, None).await?;
+            let task = tokio::spawn(async move {
+                while let Some(message) = subscription.next().await {
+                    handler(message);
+                }
+            });
+            Ok(HandlerSubscription::new(AbortOnDrop(task)))
+        })
+    }
 
     /// Subscribes to `subject` (wildcards allowed); with `queue_group`, each message goes to one member only.
     fn subscribe(

@@ -41,7 +41,12 @@ struct SyncState {
 pub(crate) struct Durability {
     state: Mutex<SyncState>,
     cond: Condvar,
+    /// The active file; replaced only when it changes (roll, truncation).
     target: Mutex<SyncTarget>,
+    /// Bytes written since open: stored by the writer after every batch (no lock on the append path). A syncer
+    /// loads it *before* it reads `target`, so the file it then fsyncs is the one holding those bytes, or a newer
+    /// one (bytes before a roll were fsynced by the roll).
+    written: AtomicU64,
     /// Number of fsyncs of segment data issued (group commit, rolls, truncation, close).
     pub fsyncs: AtomicU64,
 }
@@ -73,19 +78,27 @@ impl Durability {
                 last_sync: Instant::now(),
             }),
             cond: Condvar::new(),
+            written: AtomicU64::new(target.written),
             target: Mutex::new(target),
             fsyncs: AtomicU64::new(0),
         }
     }
 
-    /// Records the latest write (writer only, under the write lock).
+    /// Records a new active file and the written mark at that point (writer only, under the write lock).
     pub fn set_target(&self, target: SyncTarget) {
+        let written = target.written;
         *self.target.lock() = target;
+        self.written.store(written, Ordering::Release);
+    }
+
+    /// Records the written mark after a batch went to the active file (writer only, under the write lock).
+    pub fn set_written(&self, written: u64) {
+        self.written.store(written, Ordering::Release);
     }
 
     /// The latest written mark.
     pub fn written(&self) -> u64 {
-        self.target.lock().written
+        self.written.load(Ordering::Acquire)
     }
 
     /// The durable mark.
@@ -130,21 +143,22 @@ impl Durability {
             }
             st.syncing = true;
             drop(st);
+            let written = self.written.load(Ordering::Acquire);
             let t = self.target.lock().clone();
             let res = t.file.sync_data();
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
             let mut st = self.state.lock();
             st.syncing = false;
             if res.is_ok() {
-                if t.written > st.synced {
-                    st.synced = t.written;
+                if written > st.synced {
+                    st.synced = written;
                 }
                 st.last_sync = Instant::now();
             }
             drop(st);
             self.cond.notify_all();
             match res {
-                Ok(()) if t.written >= target => return Ok(SyncOutcome::Synced),
+                Ok(()) if written >= target => return Ok(SyncOutcome::Synced),
                 Ok(()) => continue,
                 Err(e) => return Err(SyncError::Io(t.path, e)),
             }

@@ -247,7 +247,46 @@ impl Log {
     /// `max_record_bytes` fails the whole batch before anything is written. A newer epoch is recorded in the
     /// leader-epoch cache; an older one is rejected ([`LogError::StaleLeaderEpoch`]).
     pub fn append(&self, leader_epoch: u64, records: &[NewRecord]) -> Result<AppendInfo> {
-        writer::append(&self.inner, leader_epoch, records)
+        writer::append(
+            &self.inner,
+            leader_epoch,
+            records,
+            writer::AppendMode::default(),
+        )
+    }
+
+    /// Like [`Log::append`], then moves the high watermark to the batch's last offset — for a leader whose
+    /// in-sync replicas are itself alone. Readers are woken once for both. Under [`SyncPolicy::Always`] the high
+    /// watermark moves after the fsync.
+    pub fn append_committed(&self, leader_epoch: u64, records: &[NewRecord]) -> Result<AppendInfo> {
+        let mode = writer::AppendMode {
+            commit: true,
+            defer_sync: false,
+        };
+        writer::append(&self.inner, leader_epoch, records, mode)
+    }
+
+    /// Like [`Log::append`], but under [`SyncPolicy::Always`] returns without the fsync: the caller makes the
+    /// batch durable with [`Log::sync_to`]`(`[`Log::written_mark`]`())` — typically on another thread while it
+    /// appends the next batch (pipelined group commit) — and only then treats it as committed. Under the other
+    /// policies it is [`Log::append`].
+    pub fn append_deferred(&self, leader_epoch: u64, records: &[NewRecord]) -> Result<AppendInfo> {
+        let mode = writer::AppendMode {
+            commit: false,
+            defer_sync: true,
+        };
+        writer::append(&self.inner, leader_epoch, records, mode)
+    }
+
+    /// The group-commit mark of everything appended so far (bytes written since open), for [`Log::sync_to`].
+    pub fn written_mark(&self) -> u64 {
+        self.inner.durability.written()
+    }
+
+    /// Waits until everything up to `mark` (from [`Log::written_mark`]) is durable, running one fsync for all
+    /// callers waiting at the same time (group commit). Blocking: call it off the async runtime.
+    pub fn sync_to(&self, mark: u64) -> Result<()> {
+        writer::sync_to_mark(&self.inner, mark)
     }
 
     /// Appends records exactly as a leader stored them (replication follower path). Every record is

@@ -490,11 +490,8 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8], now: i64) -> Resul
     active.last_record = Some(((last.offset - seg.base) as u32, last_pos));
     let bytes = data.len() as u64;
     w.written += bytes;
-    inner.durability.set_target(SyncTarget {
-        file: seg.file.clone(),
-        path: seg.paths.log.clone(),
-        written: w.written,
-    });
+    // The active file is already the durability target (set when the segment became active).
+    inner.durability.set_written(w.written);
     inner.end_offset.store(last.offset + 1, Ordering::Release);
     let c = &inner.counters;
     c.appends.fetch_add(1, Ordering::Relaxed);
@@ -508,7 +505,7 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8], now: i64) -> Resul
     if pending >= INDEX_FLUSH_ENTRIES {
         flush_active_index(inner, w);
     }
-    inner.publish_position();
+    // The caller publishes the new position (once, possibly together with a new high watermark).
     Ok(AppendInfo {
         first_offset: first.offset,
         last_offset: last.offset,
@@ -519,8 +516,23 @@ fn write_batch(inner: &LogInner, w: &mut Writer, data: &[u8], now: i64) -> Resul
     })
 }
 
-/// `Log::append`.
-pub(crate) fn append(inner: &LogInner, epoch: u64, records: &[NewRecord]) -> Result<AppendInfo> {
+/// What `append` does besides writing, beyond the plain `Log::append`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AppendMode {
+    /// Move the high watermark to the batch's last offset, published together with the new end (one wake-up
+    /// for readers). Under `SyncPolicy::Always` the watermark moves only after the fsync.
+    pub commit: bool,
+    /// Leave the fsync `SyncPolicy::Always` asks for to the caller (`Log::sync_to`).
+    pub defer_sync: bool,
+}
+
+/// `Log::append` and its variants.
+pub(crate) fn append(
+    inner: &LogInner,
+    epoch: u64,
+    records: &[NewRecord],
+    mode: AppendMode,
+) -> Result<AppendInfo> {
     if records.is_empty() {
         return Err(LogError::InvalidRecord {
             reason: "empty batch".into(),
@@ -575,10 +587,27 @@ pub(crate) fn append(inner: &LogInner, epoch: u64, records: &[NewRecord]) -> Res
         w.buf = buf;
     }
     let mut info = res?;
+    let always = inner.config.sync == SyncPolicy::Always;
+    let last = i64::try_from(info.last_offset).unwrap_or(i64::MAX);
+    if mode.commit && !always {
+        inner.high_watermark.store(last, Ordering::Release);
+    }
+    inner.publish_position();
     let written = w.written;
     drop(guard);
+    if always && mode.defer_sync {
+        return Ok(info);
+    }
     info.synced = after_append(inner, written)?;
+    if mode.commit && always {
+        set_high_watermark(inner, last)?;
+    }
     Ok(info)
+}
+
+/// `Log::sync_to`: waits until every byte up to `mark` (a `Log::written_mark`) is durable.
+pub(crate) fn sync_to_mark(inner: &LogInner, mark: u64) -> Result<()> {
+    sync_to(inner, mark)
 }
 
 /// `Log::append_raw`.
@@ -655,6 +684,7 @@ pub(crate) fn append_raw(inner: &LogInner, bytes: &[u8]) -> Result<AppendInfo> {
     }
     w.meta = meta;
     let mut info = write_batch(inner, w, bytes, now)?;
+    inner.publish_position();
     let written = w.written;
     drop(guard);
     info.synced = after_append(inner, written)?;

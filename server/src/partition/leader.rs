@@ -2,11 +2,25 @@
 //!
 //! The actor is the only writer of its log. It waits for the first message, then drains whatever else the
 //! subscription already holds (up to `batch.max.messages`, optionally waiting `batch.max.time` for more), turns
-//! each message into a record, checks size and expected offset, appends the accepted records with one write (and
-//! at most one fsync, by the log's sync policy), moves the high watermark, and only then publishes the acks.
-//! When the partition has followers, the high watermark and the ALL acks wait for the ISR (see
-//! [`super::replication`]); with a one-member ISR, AckPolicy ALL is acknowledged like LEADER.
+//! each message into a record, checks size and expected offset, and then, per batch:
+//!
+//! 1. **append** the accepted records with one write;
+//! 2. **advance the high watermark** over the batch once it is committed;
+//! 3. **release the acks** — as one burst ([`Bus::publish_batch`]), never one publish per message.
+//!
+//! On a single server the ISR is this server alone, so a batch is committed as soon as it is appended (one
+//! [`Log::append_committed`], one wake-up for readers) and AckPolicy ALL is acknowledged like LEADER. Under
+//! `sync=always` a batch is committed once it is durable: the actor appends it without waiting, hands the fsync to
+//! a blocking thread and keeps appending the next batches meanwhile; when the fsync returns, every batch it
+//! covers is committed at once (pipelined group commit: one fsync per round, however many batches arrived).
+//!
+//! When the partition has followers, the high watermark and the ALL acks wait for the ISR instead (see
+//! [`super::replication`]): the batch is appended (and, under `sync=always`, fsynced) and the ISR moves the high
+//! watermark as followers fetch; LEADER acks go out right after the append.
+//!
+//! [`Log::append_committed`]: crate::commitlog::Log::append_committed
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +34,7 @@ use tokio::sync::watch;
 use super::replication::{Isr, SharedIsr};
 use super::{CloseReason, PartitionHandle};
 use crate::bus::{Bus, BusMessage, BusSubscription};
-use crate::commitlog::{NewRecord, SyncPolicy};
+use crate::commitlog::{LogError, NewRecord, SyncPolicy};
 use crate::metadata::{Metadata, Op, now_ns};
 
 /// Counters of what the leader saw, for logs and tests.
@@ -51,6 +65,91 @@ struct AckRoute {
     policy: i32,
 }
 
+/// Batches appended under `sync=always` whose fsync has not returned yet, and the fsync in flight.
+#[derive(Default)]
+struct GroupCommit {
+    /// Oldest first.
+    waiting: VecDeque<Unsynced>,
+    /// The running fsync; yields the written mark it made durable.
+    syncing: Option<tokio::task::JoinHandle<Result<u64, LogError>>>,
+}
+
+/// One appended batch waiting to be durable.
+struct Unsynced {
+    /// The log's written mark right after the batch: durable once an fsync covered it.
+    mark: u64,
+    /// The batch's last offset (`None` when every message of the batch was refused).
+    last_offset: Option<u64>,
+    /// Its acks, sent once committed (commit timestamps are set then).
+    acks: Vec<pb::Ack>,
+}
+
+impl GroupCommit {
+    /// Starts an fsync covering everything appended so far, unless one is running or nothing waits.
+    fn start(&mut self, partition: &PartitionHandle) {
+        if self.syncing.is_some() || self.waiting.is_empty() {
+            return;
+        }
+        let log = partition.log().clone();
+        let mark = log.written_mark();
+        self.syncing = Some(tokio::task::spawn_blocking(move || {
+            log.sync_to(mark).map(|()| mark)
+        }));
+    }
+
+    /// Takes the batches an fsync up to `mark` made durable: the high watermark to move to and their acks.
+    fn durable(&mut self, mark: u64) -> (Option<u64>, Vec<pb::Ack>) {
+        let mut hw = None;
+        let mut acks = Vec::new();
+        while self.waiting.front().is_some_and(|u| u.mark <= mark) {
+            if let Some(batch) = self.waiting.pop_front() {
+                hw = batch.last_offset.or(hw);
+                acks.extend(batch.acks);
+            }
+        }
+        (hw, acks)
+    }
+}
+
+/// Waits for the running fsync of `commit` (pending forever when none runs).
+async fn synced(commit: &mut GroupCommit) -> Result<u64, LogError> {
+    match commit.syncing.as_mut() {
+        Some(handle) => {
+            let result = handle.await.unwrap_or_else(|e| {
+                Err(LogError::Failed {
+                    reason: e.to_string(),
+                })
+            });
+            commit.syncing = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits what an fsync up to `mark` made durable: moves the high watermark, then releases the acks.
+async fn commit_durable(
+    partition: &PartitionHandle,
+    bus: &Arc<dyn Bus>,
+    commit: &mut GroupCommit,
+    mark: u64,
+) -> Result<(), LogError> {
+    let (hw, mut acks) = commit.durable(mark);
+    if let Some(hw) = hw {
+        partition
+            .log()
+            .set_high_watermark(i64::try_from(hw).unwrap_or(i64::MAX))?;
+    }
+    let now = now_ns();
+    for ack in &mut acks {
+        if ack.ack_error == pb::ack::Error::Ok as i32 {
+            ack.commit_timestamp = now;
+        }
+    }
+    publish_acks(bus, acks).await;
+    Ok(())
+}
+
 /// Runs the leader of `partition` until `stop` fires or the log fails.
 pub async fn run(
     partition: PartitionHandle,
@@ -69,11 +168,25 @@ pub async fn run(
     let mut last_clean = Instant::now();
     let mut last_activity = Instant::now();
     let mut pause_requested = false;
+    let mut group_commit = GroupCommit::default();
 
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            synced = synced(&mut group_commit) => {
+                let committed = match synced {
+                    Ok(mark) => commit_durable(&partition, &bus, &mut group_commit, mark).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = committed {
+                    tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
+                        "fsync failed; the partition stops until it is restarted");
+                    partition.mark_closed(CloseReason::Failed);
+                    return;
+                }
+                group_commit.start(&partition);
+            }
             first = subscription.next() => {
                 let Some(first) = first else {
                     tracing::warn!(stream = partition.stream(), partition = partition.id(), "NATS subscription ended");
@@ -82,11 +195,18 @@ pub async fn run(
                 batch.push(first);
                 fill_batch(&mut subscription, &mut batch, settings.batch_max_messages, settings.batch_max_time).await;
                 last_activity = Instant::now();
-                if let Err(e) = process_batch(&partition, &bus, &stats, leader_epoch, isr.as_deref(), &mut batch).await {
-                    tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
-                        "append failed; the partition stops until it is restarted");
-                    partition.mark_closed(CloseReason::Failed);
-                    return;
+                match process_batch(&partition, &bus, &stats, leader_epoch, isr.as_deref(), &mut batch).await {
+                    Ok(Some(unsynced)) => {
+                        group_commit.waiting.push_back(unsynced);
+                        group_commit.start(&partition);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
+                            "append failed; the partition stops until it is restarted");
+                        partition.mark_closed(CloseReason::Failed);
+                        return;
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -107,6 +227,19 @@ pub async fn run(
                     });
                 }
             }
+        }
+    }
+    // Stopping: what was appended is committed once durable, so its publishers still get their acks.
+    while !group_commit.waiting.is_empty() || group_commit.syncing.is_some() {
+        group_commit.start(&partition);
+        let done = match synced(&mut group_commit).await {
+            Ok(mark) => commit_durable(&partition, &bus, &mut group_commit, mark).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::warn!(stream = partition.stream(), partition = partition.id(), error = %e,
+                "final fsync failed; unacknowledged messages stay uncommitted");
+            break;
         }
     }
 }
@@ -256,6 +389,27 @@ fn make_ack(
     }
 }
 
+/// Publishes acks to their inboxes as one burst. Failures are logged: the publisher times out and retries.
+async fn publish_acks(bus: &Arc<dyn Bus>, acks: Vec<pb::Ack>) {
+    if acks.is_empty() {
+        return;
+    }
+    let messages = acks
+        .into_iter()
+        .map(|ack| {
+            let payload = envelope::encode_ack(&ack, false);
+            (ack.ack_inbox, payload)
+        })
+        .collect();
+    for result in bus.publish_batch(messages).await {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "could not publish ack");
+        }
+    }
+}
+
+/// Decodes, checks and appends one batch, then commits it and releases its acks — or, under `sync=always`,
+/// returns it to wait for its fsync (see the module docs).
 async fn process_batch(
     partition: &PartitionHandle,
     bus: &Arc<dyn Bus>,
@@ -263,7 +417,7 @@ async fn process_batch(
     leader_epoch: u64,
     isr: Option<&Isr>,
     batch: &mut Vec<BusMessage>,
-) -> Result<(), crate::commitlog::LogError> {
+) -> Result<Option<Unsynced>, LogError> {
     let now = now_ns();
     let settings = partition.settings();
     let log = partition.log();
@@ -319,24 +473,33 @@ async fn process_batch(
         routes.push(incoming.ack.map(|route| (route, incoming.subject)));
     }
 
+    let always = matches!(settings.log.sync, SyncPolicy::Always);
+    // With followers the ISR commits (below); the pipelined group commit is the one-server path.
+    let deferred = always && isr.is_none();
+    let mut last_offset = None;
     if !records.is_empty() {
         let count = records.len() as u64;
-        let info = if matches!(settings.log.sync, SyncPolicy::Always) {
-            let log = log.clone();
-            tokio::task::spawn_blocking(move || log.append(leader_epoch, &records))
-                .await
-                .map_err(|e| crate::commitlog::LogError::Failed {
-                    reason: e.to_string(),
-                })??
+        // 1. Append. On one server the ISR is this server, so outside `sync=always` the batch is committed
+        //    (2. high watermark) by the same call; under `sync=always` it is committed after its fsync.
+        let info = if isr.is_some() {
+            let info = log.append(leader_epoch, &records)?;
+            if always {
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || log.sync())
+                    .await
+                    .map_err(|e| LogError::Failed {
+                        reason: e.to_string(),
+                    })??;
+            }
+            info
+        } else if deferred {
+            log.append_deferred(leader_epoch, &records)?
         } else {
-            log.append(leader_epoch, &records)?
+            log.append_committed(leader_epoch, &records)?
         };
-        // Without followers everything appended is committed; with them, the ISR moves the high watermark.
-        if isr.is_none() {
-            log.set_high_watermark(i64::try_from(info.last_offset).unwrap_or(i64::MAX))?;
-        }
         stats.appended.fetch_add(count, Ordering::Relaxed);
         partition.record_received(now);
+        last_offset = Some(info.last_offset);
         let commit = now_ns();
         let mut held = Vec::new();
         for (offset, route) in (info.first_offset..).zip(routes) {
@@ -362,12 +525,14 @@ async fn process_batch(
             acks.extend(isr.hold(held));
         }
     }
-
-    for ack in acks {
-        let payload = envelope::encode_ack(&ack, false);
-        if let Err(e) = bus.publish(ack.ack_inbox, None, Vec::new(), payload).await {
-            tracing::debug!(error = %e, "could not publish ack");
-        }
+    if deferred && last_offset.is_some() {
+        return Ok(Some(Unsynced {
+            mark: log.written_mark(),
+            last_offset,
+            acks,
+        }));
     }
-    Ok(())
+    // 3. Release the acks.
+    publish_acks(bus, acks).await;
+    Ok(None)
 }
