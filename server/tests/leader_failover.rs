@@ -105,3 +105,176 @@ async fn graceful_leader_loss_keeps_every_acked_message() {
         s.stop().await.unwrap();
     }
 }
+
+/// Waits until `client` lists `n` brokers.
+async fn wait_brokers(
+    client: &mut liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+    n: usize,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = client
+            .fetch_metadata(pb::FetchMetadataRequest::default())
+            .await;
+        if md.as_ref().is_ok_and(|m| m.get_ref().brokers.len() == n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "brokers never reached {n}: {md:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the partition's metadata, as `client` sees it, satisfies `check`.
+async fn wait_partition(
+    client: &mut liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+    stream: &str,
+    timeout: Duration,
+    check: impl Fn(&pb::PartitionMetadata) -> bool,
+) -> pb::PartitionMetadata {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let md = cluster::stream_metadata(client, stream).await;
+        if let Some(p) = md.partitions.get(&0)
+            && check(p)
+        {
+            return p.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partition never reached the expected state: {md:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The core check: publish with AckPolicy ALL as fast as one synchronous publisher goes while the partition
+/// leader is SIGKILLed; then every acked message must be readable exactly once, at its acked offset, in order,
+/// on every ISR member (the killed server included, once it has restarted and caught up). Runs once in CI;
+/// `LIFTBRIDGE_FAILOVER_RUNS=N` repeats it with different kill timings.
+#[tokio::test]
+async fn sigkill_partition_leader_during_all_publishes() {
+    let runs: usize = std::env::var("LIFTBRIDGE_FAILOVER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for run in 0..runs {
+        sigkill_run(run).await;
+    }
+}
+
+async fn sigkill_run(run: usize) {
+    use cluster::process::Proc;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let nats = NatsServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let ns = format!("kill{run}");
+    let mut procs: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Proc::start(&nats.url, &ns, &root.path().join(id), id, i == 0))
+        .collect();
+    for p in &procs {
+        wait_brokers(&mut p.client().await, 3).await;
+    }
+    let mut admin = procs[1].client().await;
+    cluster::retry_unavailable(|| {
+        let mut c = admin.clone();
+        async move {
+            c.create_stream(pb::CreateStreamRequest {
+                replication_factor: 3,
+                ..create_request("core", "core", 1)
+            })
+            .await
+        }
+    })
+    .await
+    .expect("create RF=3");
+    let p = wait_partition(&mut admin, "core", Duration::from_secs(15), |p| {
+        p.isr.len() == 3
+    })
+    .await;
+    let leader = p.leader.clone();
+    let publisher_at = procs.iter().position(|p| p.id != leader).unwrap();
+    let mut client = procs[publisher_at].client().await;
+
+    let history = Arc::new(parking_lot::Mutex::new(History::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let history = history.clone();
+        let stop = stop.clone();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("v{i}");
+                i += 1;
+                match publish_all(&mut client, "core", &value).await {
+                    Ok(offset) => history.lock().acked.push((value, offset)),
+                    Err(_) => {
+                        history.lock().indeterminate += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    // Kill the leader after a varying number of acks.
+    let kill_after = 50 + (run * 97) % 250;
+    let acked = || history.lock().acked.len();
+    assert!(
+        support::wait_until(Duration::from_secs(30), || acked() >= kill_after).await,
+        "publishing stalled"
+    );
+    let victim = procs.iter().position(|p| p.id == leader).unwrap();
+    procs[victim].kill();
+    let killed_at = acked();
+    let p = wait_partition(&mut client, "core", Duration::from_secs(20), |p| {
+        p.leader != leader
+    })
+    .await;
+    assert!(
+        p.isr.contains(&p.leader),
+        "new leader {} comes from the ISR {:?}",
+        p.leader,
+        p.isr
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(30), || acked() >= killed_at + 200).await,
+        "publishes did not resume after failover: {:?}",
+        history.lock().indeterminate
+    );
+    stop.store(true, Ordering::Relaxed);
+    publisher.await.unwrap();
+
+    // The killed server restarts with its old log, catches up and rejoins the ISR.
+    procs[victim].restart();
+    wait_partition(&mut client, "core", Duration::from_secs(30), |p| {
+        p.isr.len() == 3
+    })
+    .await;
+
+    let history = history.lock().clone();
+    let end = history.acked.last().unwrap().1 + 1;
+    let new_leader = p.leader.clone();
+    for proc in &procs {
+        let mut c = proc.client().await;
+        let log = checker::read_all(&mut c, "core", 0, end, proc.id != new_leader)
+            .await
+            .unwrap_or_else(|e| panic!("read {}: {e:?}", proc.id));
+        let problems = checker::check(&history, &log);
+        assert!(
+            problems.is_empty(),
+            "run {run}, replica {} ({} acked, {} indeterminate): {problems:?}",
+            proc.id,
+            history.acked.len(),
+            history.indeterminate
+        );
+    }
+    drop(procs);
+}

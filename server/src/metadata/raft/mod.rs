@@ -12,7 +12,7 @@
 //!
 //! Subjects (`<ns>` = `clustering.namespace`): `<ns>.raft.<server id>.{append,vote,snapshot,propose,join,ping}`
 //! address one server; `<ns>.raft.join` (a queue group) reaches any member; `<ns>.raft.cluster` asks whether a
-//! cluster exists.
+//! cluster exists (members answer `{"server": id, "leader": id}`, which also tells operators who leads).
 
 mod machine;
 mod network;
@@ -408,7 +408,8 @@ impl Group {
             if self.members().is_empty() {
                 return;
             }
-            Some(self.me.clone().into_bytes())
+            let answer = serde_json::json!({ "server": self.me, "leader": self.leader() });
+            Some(answer.to_string().into_bytes())
         } else if is_any_join || verb == "join" {
             Some(self.handle_join(&message.payload).await)
         } else {
