@@ -63,7 +63,7 @@ async fn all_publishes_fail_fast_below_min_isr() {
     let leader_at = servers.iter().position(|s| s.server_id == leader).unwrap();
     let leader_server = servers.remove(leader_at);
     let follower = servers.remove(0);
-    let stopped = vec![follower.server_id.clone()];
+    let stopped = [follower.server_id.clone()];
     follower.stop().await.unwrap();
     let mut c = leader_server.client().await;
     cluster::wait_stream(&leader_server, "m", Duration::from_secs(15), |s| {
