@@ -7,24 +7,9 @@ mod support;
 use std::time::Duration;
 
 use cluster::checker::{self, History};
+use cluster::{publish_all, wait_brokers_at as wait_brokers, wait_partition};
 use liftbridge_proto::pb;
 use support::{NatsServer, create_request};
-
-async fn publish_all(
-    client: &mut liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
-    stream: &str,
-    value: &str,
-) -> Result<i64, tonic::Status> {
-    let mut req = tonic::Request::new(pb::PublishRequest {
-        stream: stream.into(),
-        value: value.as_bytes().to_vec().into(),
-        ack_policy: pb::AckPolicy::All as i32,
-        ..Default::default()
-    });
-    req.set_timeout(Duration::from_secs(3));
-    let resp = client.publish(req).await?.into_inner();
-    Ok(resp.ack.map_or(-1, |a| a.offset))
-}
 
 #[tokio::test]
 async fn graceful_leader_loss_keeps_every_acked_message() {
@@ -103,50 +88,6 @@ async fn graceful_leader_loss_keeps_every_acked_message() {
     assert_eq!(checker::check(&history, &log), Vec::<String>::new());
     for s in servers {
         s.stop().await.unwrap();
-    }
-}
-
-/// Waits until `client` lists `n` brokers.
-async fn wait_brokers(
-    client: &mut liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
-    n: usize,
-) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let md = client
-            .fetch_metadata(pb::FetchMetadataRequest::default())
-            .await;
-        if md.as_ref().is_ok_and(|m| m.get_ref().brokers.len() == n) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "brokers never reached {n}: {md:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the partition's metadata, as `client` sees it, satisfies `check`.
-async fn wait_partition(
-    client: &mut liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
-    stream: &str,
-    timeout: Duration,
-    check: impl Fn(&pb::PartitionMetadata) -> bool,
-) -> pb::PartitionMetadata {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let md = cluster::stream_metadata(client, stream).await;
-        if let Some(p) = md.partitions.get(&0)
-            && check(p)
-        {
-            return p.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "partition never reached the expected state: {md:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

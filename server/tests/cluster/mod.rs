@@ -147,3 +147,148 @@ pub fn by_id<'a>(servers: &'a [TestServer], id: &str) -> &'a TestServer {
         .find(|s| s.server_id == id)
         .unwrap_or_else(|| panic!("no server {id}"))
 }
+
+/// Publishes `value` with AckPolicy ALL (3 s deadline); returns the acked offset.
+pub async fn publish_all(
+    client: &mut ApiClient<Channel>,
+    stream: &str,
+    value: &str,
+) -> Result<i64, tonic::Status> {
+    let mut req = tonic::Request::new(pb::PublishRequest {
+        stream: stream.into(),
+        value: value.as_bytes().to_vec().into(),
+        ack_policy: pb::AckPolicy::All as i32,
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(3));
+    let resp = client.publish(req).await?.into_inner();
+    Ok(resp.ack.map_or(-1, |a| a.offset))
+}
+
+/// Waits until `client` lists `n` brokers.
+pub async fn wait_brokers_at(client: &mut ApiClient<Channel>, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = client
+            .fetch_metadata(pb::FetchMetadataRequest::default())
+            .await;
+        if md.as_ref().is_ok_and(|m| m.get_ref().brokers.len() == n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "brokers never reached {n}: {md:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until partition 0 of `stream`, as `client` sees it, satisfies `check`.
+pub async fn wait_partition(
+    client: &mut ApiClient<Channel>,
+    stream: &str,
+    timeout: Duration,
+    check: impl Fn(&pb::PartitionMetadata) -> bool,
+) -> pb::PartitionMetadata {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let md = stream_metadata(client, stream).await;
+        if let Some(p) = md.partitions.get(&0)
+            && check(p)
+        {
+            return p.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partition never reached the expected state: {md:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A background publisher: one synchronous AckPolicy ALL publish after another, each with a fresh value (so
+/// a retry after an indeterminate failure can never duplicate an acked message).
+pub struct Publisher {
+    /// What was acked and how many publishes were indeterminate.
+    pub history: std::sync::Arc<parking_lot::Mutex<checker::History>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Starts publishing to `stream` through `client`.
+    pub fn start(client: ApiClient<Channel>, stream: &str) -> Publisher {
+        use std::sync::atomic::Ordering;
+        let history = std::sync::Arc::new(parking_lot::Mutex::new(checker::History::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let (history, stop, stream) = (history.clone(), stop.clone(), stream.to_string());
+            let mut client = client;
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let value = format!("v{i}");
+                    i += 1;
+                    match publish_all(&mut client, &stream, &value).await {
+                        Ok(offset) => history.lock().acked.push((value, offset)),
+                        Err(_) => {
+                            history.lock().indeterminate += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        };
+        Publisher {
+            history,
+            stop,
+            task,
+        }
+    }
+
+    /// Acked so far.
+    pub fn acked(&self) -> usize {
+        self.history.lock().acked.len()
+    }
+
+    /// Waits until `n` messages are acked (panics after `timeout`).
+    pub async fn wait_acked(&self, n: usize, timeout: Duration) {
+        let ok = crate::support::wait_until(timeout, || self.acked() >= n).await;
+        assert!(
+            ok,
+            "only {} of {n} acked; {} indeterminate",
+            self.acked(),
+            self.history.lock().indeterminate
+        );
+    }
+
+    /// Stops and returns the history.
+    pub async fn finish(self) -> checker::History {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+        self.history.lock().clone()
+    }
+}
+
+/// Reads partition 0 of `stream` from every server in `readers` (leader directly, others as ISR replicas) and
+/// checks it against `history`.
+pub async fn check_replicas(
+    history: &checker::History,
+    stream: &str,
+    leader: &str,
+    readers: Vec<(String, ApiClient<Channel>)>,
+) {
+    let end = history.acked.last().map_or(0, |a| a.1 + 1);
+    for (id, mut client) in readers {
+        let log = checker::read_all(&mut client, stream, 0, end, id != leader)
+            .await
+            .unwrap_or_else(|e| panic!("read {id}: {e:?}"));
+        let problems = checker::check(history, &log);
+        assert!(
+            problems.is_empty(),
+            "replica {id} ({} acked, {} indeterminate): {problems:?}",
+            history.acked.len(),
+            history.indeterminate
+        );
+    }
+}
