@@ -219,3 +219,71 @@ async fn no_quorum_is_unavailable() {
     assert!(started.elapsed() < Duration::from_secs(10));
     lone.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn cluster_on_one_servers_embedded_broker() {
+    let root = tempfile::tempdir().unwrap();
+    let seed = support::TestServer::start_standalone(&root.path().join("a"), |c| {
+        c.clustering.server_id = Some("a".into());
+        c.clustering.raft_bootstrap_seed = true;
+        cluster::fast(c);
+    })
+    .await;
+    let url = seed.nats_url.clone().expect("embedded broker url");
+    let mut servers = vec![seed];
+    for id in ["b", "c"] {
+        servers.push(cluster::start(&url, &root.path().join(id), id, |_| {}).await);
+    }
+    for s in &servers {
+        cluster::wait_brokers(s, 3).await;
+    }
+    let mut c = servers[1].client().await;
+    cluster::retry_unavailable(|| {
+        let mut c = c.clone();
+        async move {
+            c.create_stream(pb::CreateStreamRequest {
+                replication_factor: -1,
+                ..create_request("emb", "emb", 1)
+            })
+            .await
+        }
+    })
+    .await
+    .expect("create RF=-1 (all servers)");
+    let md = cluster::wait_stream(&servers[0], "emb", Duration::from_secs(10), |s| {
+        s.partitions[&0].isr.len() == 3
+    })
+    .await;
+    let leader = md.partitions[&0].leader.clone();
+    let mut history = cluster::checker::History::default();
+    for i in 0..50 {
+        let value = format!("e{i}");
+        let offset = cluster::publish_all(&mut c, "emb", &value)
+            .await
+            .expect("ALL publish");
+        history.acked.push((value, offset));
+    }
+    let mut readers = Vec::new();
+    for s in &servers {
+        readers.push((s.server_id.clone(), s.client().await));
+    }
+    cluster::check_replicas(&history, "emb", &leader, readers).await;
+    // Followers refuse plain subscriptions (only the leader serves them) but serve readISRReplica ones.
+    let follower = servers.iter().find(|s| s.server_id != leader).unwrap();
+    let err = follower
+        .client()
+        .await
+        .subscribe(pb::SubscribeRequest {
+            stream: "emb".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // Stop the joiners first, the broker's server last.
+    let seed = servers.remove(0);
+    for s in servers {
+        s.stop().await.unwrap();
+    }
+    seed.stop().await.unwrap();
+}
