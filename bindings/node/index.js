@@ -340,10 +340,11 @@ function partitionsArg(v) {
 
 /** A message read from a stream. `value`, `key` and header values are Buffers (views of the batch they came in). */
 class Message {
-  constructor(batch, i, headers) {
+  constructor(batch, i, firstHeader) {
+    // bounds per message: key start, then the ends of key, value, subject, reply subject, correlation id.
     const b = batch.bounds
-    const base = i * 5
-    const start = base === 0 ? 0 : b[base - 1]
+    const base = i * 6 + 1
+    const start = b[base - 1]
     const data = batch.data
     /** The offset in its partition. */
     this.offset = batch.offsets[i]
@@ -357,17 +358,17 @@ class Message {
     this.key = b[base] === start ? EMPTY : data.subarray(start, b[base])
     /** The payload. */
     this.value = data.subarray(b[base], b[base + 1])
-    /** Headers. */
-    this.headers = headers ?? EMPTY_HEADERS
-    this._data = data
-    this._b = b
+    this._batch = batch
     this._i = base
+    this._h = firstHeader
+    this._headers = undefined
   }
 
   _text(k) {
-    const from = this._b[this._i + k - 1]
-    const to = this._b[this._i + k]
-    return from === to ? '' : this._data.toString('utf8', from, to)
+    const b = this._batch.bounds
+    const from = b[this._i + k - 1]
+    const to = b[this._i + k]
+    return from === to ? '' : this._batch.data.toString('utf8', from, to)
   }
 
   /** The NATS subject the message was published on. */
@@ -383,6 +384,28 @@ class Message {
   /** Its correlation id (empty when none). */
   get correlationId() {
     return this._text(4)
+  }
+
+  /** Headers, name → Buffer (built on first read). */
+  get headers() {
+    if (this._headers !== undefined) return this._headers
+    const batch = this._batch
+    const count = batch.headerCounts[(this._i - 1) / 6]
+    if (count === 0) {
+      this._headers = EMPTY_HEADERS
+      return EMPTY_HEADERS
+    }
+    const hb = batch.headerBounds
+    const data = batch.data
+    const out = {}
+    let from = batch.bounds[this._i + 4]
+    for (let k = this._h * 2, end = (this._h + count) * 2; k < end; k += 2) {
+      const name = data.toString('utf8', from, hb[k])
+      out[name] = data.subarray(hb[k], hb[k + 1])
+      from = hb[k + 1]
+    }
+    this._headers = out
+    return out
   }
 
   /** `timestamp` as a Date (millisecond precision). */
@@ -407,12 +430,11 @@ class Message {
 function decodeBatch(batch) {
   const n = batch.offsets.length
   const out = new Array(n)
-  const hs = batch.headers
+  const counts = batch.headerCounts
   let h = 0
   for (let i = 0; i < n; i++) {
-    let headers
-    if (h < hs.length && hs[h].index === i) headers = hs[h++].headers
-    out[i] = new Message(batch, i, headers)
+    out[i] = new Message(batch, i, h)
+    h += counts[i]
   }
   return out
 }

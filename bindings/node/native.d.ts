@@ -64,14 +64,6 @@ export declare class NativeSubscription {
   close(): void
 }
 
-/** Headers of one message of a batch (only messages that have headers are listed). */
-export interface BatchHeaders {
-  /** Index of the message in the batch. */
-  index: number
-  /** Its headers. */
-  headers: Record<string, Buffer>
-}
-
 /** Connects to a cluster through `seeds` (`host:port`); resolves once a seed answered. */
 export declare function connect(seeds: Array<string>, options?: ConnectOptions | undefined | null): Promise<NativeClient>
 
@@ -205,7 +197,10 @@ export interface JsStreamInfo {
   partitions: Record<string, JsPartitionInfo>
 }
 
-/** Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it. */
+/**
+ * Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it
+ * (and a message's headers object only when it is read).
+ */
 export interface MessageBatch {
   /** The stream. */
   stream: string
@@ -215,12 +210,17 @@ export interface MessageBatch {
   timestamps: BigInt64Array
   /** Partitions. */
   partitions: Int32Array
-  /** Keys, values, subjects, reply subjects and correlation ids, back to back. */
+  /** Keys, values, subjects, reply subjects, correlation ids and header names and values, back to back. */
   data: Buffer
   /** [`BOUNDS_PER_MESSAGE`] end positions in `data` per message. */
   bounds: Uint32Array
-  /** Headers of the messages that have any. */
-  headers: Array<BatchHeaders>
+  /** Number of headers per message. */
+  headerCounts: Uint32Array
+  /**
+   * Per header, in message order: the end of its name and the end of its value in `data` (each starts
+   * where the previous ends, the first at the message's correlation id end).
+   */
+  headerBounds: Uint32Array
 }
 
 /** A message to publish, as `index.js` hands it over (value already a `Buffer`). */
