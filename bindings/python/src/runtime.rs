@@ -87,7 +87,12 @@ impl Bridge {
         if let Some(old) = previous {
             old.unwatch(py);
         }
-        let pipe = std::io::pipe().ok();
+        // Only Unix loops watch file descriptors (`add_reader`); elsewhere the fallback wakes the loop.
+        let pipe = if cfg!(unix) {
+            std::io::pipe().ok()
+        } else {
+            None
+        };
         let mut bridge = Arc::new(Bridge {
             event_loop: event_loop.clone().unbind(),
             pending: Mutex::new(Vec::new()),
@@ -103,12 +108,11 @@ impl Bridge {
             }
         })?;
         let _ = bridge.drainer.set(drain.clone().into_any().unbind());
+        #[cfg(unix)]
         if let Some((reader, _)) = &bridge.pipe {
             use std::os::fd::AsRawFd;
-            let watched = event_loop.call_method1(
-                pyo3::intern!(py, "add_reader"),
-                (reader.as_raw_fd(), drain),
-            );
+            let watched = event_loop
+                .call_method1(pyo3::intern!(py, "add_reader"), (reader.as_raw_fd(), drain));
             if watched.is_err() {
                 // No add_reader on this loop: fall back to call_soon_threadsafe.
                 if let Some(b) = Arc::get_mut(&mut bridge) {
@@ -122,6 +126,7 @@ impl Bridge {
 
     /// Stops the loop watching this bridge's pipe (if it still runs).
     fn unwatch(&self, py: Python<'_>) {
+        #[cfg(unix)]
         if let Some((reader, _)) = &self.pipe {
             use std::os::fd::AsRawFd;
             let _ = self
