@@ -8,7 +8,17 @@
 //   - turns columnar message batches into Message objects behind an async iterator (break / AbortSignal).
 'use strict'
 
-const native = require('./native.js')
+let native
+try {
+  native = require('./native.js')
+} catch (err) {
+  throw new Error(
+    `liftbridge: the native addon is not built for ${process.platform}-${process.arch}. ` +
+      `Build it with \`node ${require('node:path').join(__dirname, 'build.js')}\` (needs Rust/cargo), ` +
+      'or `npm run build` in bindings/node.',
+    { cause: err },
+  )
+}
 
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 const EMPTY = Buffer.alloc(0)
@@ -529,6 +539,74 @@ class Subscription {
   }
 }
 
+// ---- events ---------------------------------------------------------------------------------------------------
+
+/**
+ * The client's events from the moment `client.events()` was called, as an async iterable. Ends after the
+ * `closed` event, on `break`/`close()`, or when its `signal` aborts (the pending iteration then rejects with
+ * the signal's reason). Errors in events are LiftbridgeError objects.
+ */
+class EventStream {
+  constructor(nativeEvents, signal) {
+    this._native = nativeEvents
+    this._done = false
+    this._signal = signal
+    if (signal?.aborted) {
+      this.close()
+    } else if (signal) {
+      this._onAbort = () => this.close()
+      signal.addEventListener('abort', this._onAbort, { once: true })
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return this
+  }
+
+  async next() {
+    if (this._signal?.aborted) {
+      this.close()
+      throw this._signal.reason
+    }
+    if (this._done) return { value: undefined, done: true }
+    const e = await this._native.next()
+    if (this._signal?.aborted) {
+      this.close()
+      throw this._signal.reason
+    }
+    if (e === null) {
+      this.close()
+      return { value: undefined, done: true }
+    }
+    const event = { type: e.type }
+    for (const k of ['addr', 'inFlight', 'brokers', 'streams', 'stream', 'partition', 'oldLeader', 'newLeader', 'offset']) {
+      if (e[k] !== undefined && e[k] !== null) event[k] = e[k]
+    }
+    if (e.error) event.error = fromNative(e.error)
+    if (e.type === 'closed') this.close()
+    return { value: event, done: false }
+  }
+
+  async return() {
+    this.close()
+    return { value: undefined, done: true }
+  }
+
+  /** Stops listening (idempotent). */
+  close() {
+    if (this._done) return
+    this._done = true
+    this._native.close()
+    if (this._signal && this._onAbort) this._signal.removeEventListener('abort', this._onAbort)
+  }
+}
+
+function signalArg(v) {
+  if (v === undefined || v === null) return undefined
+  if (!(v instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, got ${describe(v)}`)
+  return v
+}
+
 // ---- client --------------------------------------------------------------------------------------------------
 
 /** A Liftbridge client. Create it with `await Client.connect(seeds, options)`. */
@@ -615,6 +693,23 @@ class Client {
     return call(this._native.fetchPartitionMetadata(stream, partition))
   }
 
+  /** Waits until the stream exists and every partition has a leader, for up to `timeoutMs` (default 10 s). */
+  async waitForStream(name, timeoutMs = 10_000) {
+    checkString('name', name)
+    if (optMillis('timeoutMs', timeoutMs) === undefined) throw new TypeError('timeoutMs must be a number of milliseconds')
+    return call(this._native.waitForStream(name, timeoutMs))
+  }
+
+  /**
+   * The client's events from now on (connected, disconnected, publishStreamBroken, metadataRefreshed,
+   * leaderChanged, resubscribing, resubscribed, closed) as an async iterable.
+   */
+  events(options) {
+    const o = checkObject('options', options)
+    const signal = signalArg(o.signal)
+    return new EventStream(this._native.events(), signal)
+  }
+
   /** Publishes a message and waits for its ack. */
   async publish(stream, value, options) {
     checkString('stream', stream)
@@ -699,18 +794,16 @@ class Client {
   subscribe(stream, options) {
     checkString('stream', stream)
     const o = checkObject('options', options)
-    const signal = o.signal
-    if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
-      throw new TypeError(`signal must be an AbortSignal, got ${describe(signal)}`)
-    }
+    const signal = signalArg(o.signal)
     const opts = subscribeOptions(o)
-    return new Subscription(this, stream, opts, signal ?? undefined)
+    return new Subscription(this, stream, opts, signal)
   }
 }
 
 module.exports = {
   Client,
   Subscription,
+  EventStream,
   Message,
   LiftbridgeError,
   StreamExistsError,

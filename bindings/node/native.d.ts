@@ -39,10 +39,25 @@ export declare class NativeClient {
   publishToSubject(subject: string, message: NativeMessage): Promise<JsAck | null>
   /** Subscribes to a partition (or all partitions) of a stream. */
   subscribe(stream: string, options?: NativeSubscribeOptions | undefined | null): Promise<NativeSubscription>
+  /**
+   * Waits until the stream exists and every partition has a leader (polling with backoff), for up to
+   * `timeoutMs`; rejects with `timeout` then.
+   */
+  waitForStream(name: string, timeoutMs: number): Promise<JsStreamInfo>
+  /** The client's events from now on. */
+  events(): NativeEvents
   /** Closes the client: in-flight publishes get the drain grace period, subscriptions end. Idempotent. */
   close(): Promise<void>
   /** Whether `close()` was called. */
   get closed(): boolean
+}
+
+/** The events of a client from the moment `events()` was called. */
+export declare class NativeEvents {
+  /** The next event; `null` once closed (by `close()` or after the client's `closed` event). */
+  next(): Promise<JsEvent | null>
+  /** Stops listening (idempotent); a pending `next()` resolves with `null`. */
+  close(): void
 }
 
 /** A subscription: `index.js` wraps it in an async iterator. */
@@ -141,6 +156,35 @@ export interface JsBroker {
   partitionCount: number
   /** Partitions it leads. */
   leaderCount: number
+}
+
+/** One event. `type` says which; the other fields are set as that type has them. */
+export interface JsEvent {
+  /**
+   * `connected`, `disconnected`, `publishStreamBroken`, `metadataRefreshed`, `leaderChanged`,
+   * `resubscribing`, `resubscribed` or `closed`.
+   */
+  type: string
+  /** `host:port` of the server (connected, disconnected, publishStreamBroken). */
+  addr?: string
+  /** `[code] message` of the error (disconnected, resubscribing). */
+  error?: string
+  /** Publishes that were waiting for their ack (publishStreamBroken). */
+  inFlight?: number
+  /** Servers known (metadataRefreshed). */
+  brokers?: number
+  /** Streams known (metadataRefreshed). */
+  streams?: number
+  /** Stream (leaderChanged, resubscribing, resubscribed). */
+  stream?: string
+  /** Partition (leaderChanged, resubscribing, resubscribed). */
+  partition?: number
+  /** Previous leader (leaderChanged). */
+  oldLeader?: string
+  /** New leader (leaderChanged). */
+  newLeader?: string
+  /** Offset resumed at (resubscribed; absent when no message had been delivered). */
+  offset?: bigint
 }
 
 /** First and latest time of an event (ns since the epoch), absent when it never happened. */
