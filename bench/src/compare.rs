@@ -209,6 +209,9 @@ pub struct RunRecord {
     pub loaded: Option<Memory>,
     /// External deployment: the `nats-server`'s memory after the load.
     pub broker_loaded: Option<Memory>,
+    /// CPU seconds the server processes (liftbridge and its nats-server, or JetStream's nats-server) used
+    /// during the measured phase.
+    pub server_cpu_secs: Option<f64>,
 }
 
 /// The servers of one deployment, started for one run.
@@ -221,6 +224,11 @@ impl Running {
     /// The server whose memory is reported (liftbridge, or nats-server for JetStream).
     fn measured(&self) -> Option<&ServerProcess> {
         self.servers.last()
+    }
+
+    /// CPU seconds used so far by all its server processes.
+    fn cpu_secs(&self) -> Option<f64> {
+        self.servers.iter().map(ServerProcess::cpu_secs).sum()
     }
 
     /// The external broker (external deployment only).
@@ -356,6 +364,7 @@ impl Env<'_> {
             idle: None,
             loaded: None,
             broker_loaded: None,
+            server_cpu_secs: None,
         };
         let dir = self
             .work
@@ -381,7 +390,8 @@ impl Env<'_> {
                 }
             }
             record.idle = running.measured().and_then(ServerProcess::memory);
-            match entry.phase {
+            let mut cpu_before = running.cpu_secs();
+            let report = match entry.phase {
                 Phase::Produce => {
                     producer::run(&running.target, &entry.workload, false, true).await
                 }
@@ -393,9 +403,14 @@ impl Env<'_> {
                             load.messages, entry.workload.messages, load.errors, load.first_error
                         )));
                     }
+                    cpu_before = running.cpu_secs();
                     consumer::run(&running.target, &entry.workload, true).await
                 }
+            }?;
+            if let (Some(before), Some(after)) = (cpu_before, running.cpu_secs()) {
+                record.server_cpu_secs = Some(after - before);
             }
+            Ok(report)
         };
         match tokio::time::timeout(RUN_TIMEOUT, measured).await {
             Ok(Ok(report)) => record.report = Some(report),
@@ -694,6 +709,43 @@ fn markdown(
             cell(Deployment::External),
             cell(Deployment::JetStream),
             ratio(p50(Deployment::Standalone), p50(Deployment::JetStream))
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n### Server CPU per message (µs of user+system time of the server processes during the measured phase)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | {} | {} (both processes) | {} | standalone / JS |",
+        Deployment::Standalone.title(),
+        Deployment::External.title(),
+        Deployment::JetStream.title()
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for e in entries {
+        let per_msg = |d: Deployment| {
+            median(
+                &mut runs(e.id, d)
+                    .into_iter()
+                    .filter_map(|r| {
+                        let rep = r.report.as_ref().filter(|rep| rep.is_complete())?;
+                        Some(r.server_cpu_secs? * 1e6 / rep.messages.max(1) as f64)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let [a, b, c] = Deployment::ALL.map(per_msg);
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            e.title,
+            f(a),
+            f(b),
+            f(c),
+            ratio(a, c)
         );
     }
 

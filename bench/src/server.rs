@@ -74,6 +74,22 @@ pub fn memory_of(pid: u32) -> Option<Memory> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`, in seconds. Assumes the usual
+/// Linux clock tick of 100 Hz (`getconf CLK_TCK`), so the resolution is 10 ms.
+pub fn cpu_secs_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces, hence the last ')'): state is the first,
+    // utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / CLOCK_TICKS)
+}
+
+/// Clock ticks per second of `/proc/PID/stat` times.
+const CLOCK_TICKS: f64 = 100.0;
+
 /// A running server process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -128,6 +144,11 @@ impl ServerProcess {
     /// Its memory now.
     pub fn memory(&self) -> Option<Memory> {
         memory_of(self.pid)
+    }
+
+    /// CPU seconds it has used so far.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        cpu_secs_of(self.pid)
     }
 
     /// Fails (with the end of its log) if the process has exited.
@@ -227,5 +248,16 @@ mod tests {
     fn reads_own_memory() {
         let m = memory_of(std::process::id()).expect("/proc is readable");
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib, "{m:?}");
+        let before = cpu_secs_of(std::process::id()).expect("/proc/PID/stat is readable");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(100) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let after = cpu_secs_of(std::process::id()).expect("readable");
+        assert!(
+            after > before,
+            "100 ms of spinning must show ({before} -> {after}, {x})"
+        );
     }
 }

@@ -255,6 +255,45 @@ export declare class Subscription implements AsyncIterableIterator<Message> {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** A client event; fields beyond `type` are set as the event type has them. */
+export interface ClientEvent {
+  type:
+    | 'connected'
+    | 'disconnected'
+    | 'publishStreamBroken'
+    | 'metadataRefreshed'
+    | 'leaderChanged'
+    | 'resubscribing'
+    | 'resubscribed'
+    | 'closed'
+    | 'unknown'
+  /** host:port (connected, disconnected, publishStreamBroken). */
+  addr?: string
+  /** Why (disconnected, resubscribing). */
+  error?: LiftbridgeError
+  /** Publishes that were awaiting their ack (publishStreamBroken). */
+  inFlight?: number
+  /** Servers and streams known (metadataRefreshed). */
+  brokers?: number
+  streams?: number
+  /** leaderChanged, resubscribing, resubscribed. */
+  stream?: string
+  partition?: number
+  oldLeader?: string
+  newLeader?: string
+  /** The offset a resubscription resumed at. */
+  offset?: bigint
+}
+
+/** The client's events as an async iterable; ends after `closed`, on `break`/`close()` or when its signal aborts. */
+export declare class EventStream implements AsyncIterableIterator<ClientEvent> {
+  private constructor()
+  next(): Promise<IteratorResult<ClientEvent, undefined>>
+  return(): Promise<IteratorResult<ClientEvent, undefined>>
+  [Symbol.asyncIterator](): this
+  close(): void
+}
+
 export declare class Client {
   private constructor()
   /** Connects through `seeds` ("host:port"); resolves once one answered. */
@@ -270,6 +309,10 @@ export declare class Client {
   fetchMetadata(): Promise<Metadata>
   fetchStreamMetadata(name: string): Promise<StreamInfo>
   fetchPartitionMetadata(stream: string, partition?: number): Promise<PartitionInfo>
+  /** Waits until the stream exists and every partition has a leader (default 10 s); rejects with TimeoutError. */
+  waitForStream(name: string, timeoutMs?: number): Promise<StreamInfo>
+  /** Client events from now on. */
+  events(options?: { signal?: AbortSignal }): EventStream
   /** Publishes and waits for the ack. */
   publish(stream: string, value: Bytes, options?: PublishOptions): Promise<Ack>
   /** Pipelined publish: queued in call order, the Promise resolves with the ack. */

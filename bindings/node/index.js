@@ -8,7 +8,17 @@
 //   - turns columnar message batches into Message objects behind an async iterator (break / AbortSignal).
 'use strict'
 
-const native = require('./native.js')
+let native
+try {
+  native = require('./native.js')
+} catch (err) {
+  throw new Error(
+    `liftbridge: the native addon is not built for ${process.platform}-${process.arch}. ` +
+      `Build it with \`node ${require('node:path').join(__dirname, 'build.js')}\` (needs Rust/cargo), ` +
+      'or `npm run build` in bindings/node.',
+    { cause: err },
+  )
+}
 
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 const EMPTY = Buffer.alloc(0)
@@ -340,10 +350,11 @@ function partitionsArg(v) {
 
 /** A message read from a stream. `value`, `key` and header values are Buffers (views of the batch they came in). */
 class Message {
-  constructor(batch, i, headers) {
+  constructor(batch, i, firstHeader) {
+    // bounds per message: key start, then the ends of key, value, subject, reply subject, correlation id.
     const b = batch.bounds
-    const base = i * 5
-    const start = base === 0 ? 0 : b[base - 1]
+    const base = i * 6 + 1
+    const start = b[base - 1]
     const data = batch.data
     /** The offset in its partition. */
     this.offset = batch.offsets[i]
@@ -357,17 +368,17 @@ class Message {
     this.key = b[base] === start ? EMPTY : data.subarray(start, b[base])
     /** The payload. */
     this.value = data.subarray(b[base], b[base + 1])
-    /** Headers. */
-    this.headers = headers ?? EMPTY_HEADERS
-    this._data = data
-    this._b = b
+    this._batch = batch
     this._i = base
+    this._h = firstHeader
+    this._headers = undefined
   }
 
   _text(k) {
-    const from = this._b[this._i + k - 1]
-    const to = this._b[this._i + k]
-    return from === to ? '' : this._data.toString('utf8', from, to)
+    const b = this._batch.bounds
+    const from = b[this._i + k - 1]
+    const to = b[this._i + k]
+    return from === to ? '' : this._batch.data.toString('utf8', from, to)
   }
 
   /** The NATS subject the message was published on. */
@@ -383,6 +394,28 @@ class Message {
   /** Its correlation id (empty when none). */
   get correlationId() {
     return this._text(4)
+  }
+
+  /** Headers, name → Buffer (built on first read). */
+  get headers() {
+    if (this._headers !== undefined) return this._headers
+    const batch = this._batch
+    const count = batch.headerCounts[(this._i - 1) / 6]
+    if (count === 0) {
+      this._headers = EMPTY_HEADERS
+      return EMPTY_HEADERS
+    }
+    const hb = batch.headerBounds
+    const data = batch.data
+    const out = {}
+    let from = batch.bounds[this._i + 4]
+    for (let k = this._h * 2, end = (this._h + count) * 2; k < end; k += 2) {
+      const name = data.toString('utf8', from, hb[k])
+      out[name] = data.subarray(hb[k], hb[k + 1])
+      from = hb[k + 1]
+    }
+    this._headers = out
+    return out
   }
 
   /** `timestamp` as a Date (millisecond precision). */
@@ -407,12 +440,11 @@ class Message {
 function decodeBatch(batch) {
   const n = batch.offsets.length
   const out = new Array(n)
-  const hs = batch.headers
+  const counts = batch.headerCounts
   let h = 0
   for (let i = 0; i < n; i++) {
-    let headers
-    if (h < hs.length && hs[h].index === i) headers = hs[h++].headers
-    out[i] = new Message(batch, i, headers)
+    out[i] = new Message(batch, i, h)
+    h += counts[i]
   }
   return out
 }
@@ -507,6 +539,74 @@ class Subscription {
   }
 }
 
+// ---- events ---------------------------------------------------------------------------------------------------
+
+/**
+ * The client's events from the moment `client.events()` was called, as an async iterable. Ends after the
+ * `closed` event, on `break`/`close()`, or when its `signal` aborts (the pending iteration then rejects with
+ * the signal's reason). Errors in events are LiftbridgeError objects.
+ */
+class EventStream {
+  constructor(nativeEvents, signal) {
+    this._native = nativeEvents
+    this._done = false
+    this._signal = signal
+    if (signal?.aborted) {
+      this.close()
+    } else if (signal) {
+      this._onAbort = () => this.close()
+      signal.addEventListener('abort', this._onAbort, { once: true })
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return this
+  }
+
+  async next() {
+    if (this._signal?.aborted) {
+      this.close()
+      throw this._signal.reason
+    }
+    if (this._done) return { value: undefined, done: true }
+    const e = await this._native.next()
+    if (this._signal?.aborted) {
+      this.close()
+      throw this._signal.reason
+    }
+    if (e === null) {
+      this.close()
+      return { value: undefined, done: true }
+    }
+    const event = { type: e.type }
+    for (const k of ['addr', 'inFlight', 'brokers', 'streams', 'stream', 'partition', 'oldLeader', 'newLeader', 'offset']) {
+      if (e[k] !== undefined && e[k] !== null) event[k] = e[k]
+    }
+    if (e.error) event.error = fromNative(e.error)
+    if (e.type === 'closed') this.close()
+    return { value: event, done: false }
+  }
+
+  async return() {
+    this.close()
+    return { value: undefined, done: true }
+  }
+
+  /** Stops listening (idempotent). */
+  close() {
+    if (this._done) return
+    this._done = true
+    this._native.close()
+    if (this._signal && this._onAbort) this._signal.removeEventListener('abort', this._onAbort)
+  }
+}
+
+function signalArg(v) {
+  if (v === undefined || v === null) return undefined
+  if (!(v instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, got ${describe(v)}`)
+  return v
+}
+
 // ---- client --------------------------------------------------------------------------------------------------
 
 /** A Liftbridge client. Create it with `await Client.connect(seeds, options)`. */
@@ -593,6 +693,23 @@ class Client {
     return call(this._native.fetchPartitionMetadata(stream, partition))
   }
 
+  /** Waits until the stream exists and every partition has a leader, for up to `timeoutMs` (default 10 s). */
+  async waitForStream(name, timeoutMs = 10_000) {
+    checkString('name', name)
+    if (optMillis('timeoutMs', timeoutMs) === undefined) throw new TypeError('timeoutMs must be a number of milliseconds')
+    return call(this._native.waitForStream(name, timeoutMs))
+  }
+
+  /**
+   * The client's events from now on (connected, disconnected, publishStreamBroken, metadataRefreshed,
+   * leaderChanged, resubscribing, resubscribed, closed) as an async iterable.
+   */
+  events(options) {
+    const o = checkObject('options', options)
+    const signal = signalArg(o.signal)
+    return new EventStream(this._native.events(), signal)
+  }
+
   /** Publishes a message and waits for its ack. */
   async publish(stream, value, options) {
     checkString('stream', stream)
@@ -677,18 +794,16 @@ class Client {
   subscribe(stream, options) {
     checkString('stream', stream)
     const o = checkObject('options', options)
-    const signal = o.signal
-    if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
-      throw new TypeError(`signal must be an AbortSignal, got ${describe(signal)}`)
-    }
+    const signal = signalArg(o.signal)
     const opts = subscribeOptions(o)
-    return new Subscription(this, stream, opts, signal ?? undefined)
+    return new Subscription(this, stream, opts, signal)
   }
 }
 
 module.exports = {
   Client,
   Subscription,
+  EventStream,
   Message,
   LiftbridgeError,
   StreamExistsError,

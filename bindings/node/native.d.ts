@@ -39,10 +39,25 @@ export declare class NativeClient {
   publishToSubject(subject: string, message: NativeMessage): Promise<JsAck | null>
   /** Subscribes to a partition (or all partitions) of a stream. */
   subscribe(stream: string, options?: NativeSubscribeOptions | undefined | null): Promise<NativeSubscription>
+  /**
+   * Waits until the stream exists and every partition has a leader (polling with backoff), for up to
+   * `timeoutMs`; rejects with `timeout` then.
+   */
+  waitForStream(name: string, timeoutMs: number): Promise<JsStreamInfo>
+  /** The client's events from now on. */
+  events(): NativeEvents
   /** Closes the client: in-flight publishes get the drain grace period, subscriptions end. Idempotent. */
   close(): Promise<void>
   /** Whether `close()` was called. */
   get closed(): boolean
+}
+
+/** The events of a client from the moment `events()` was called. */
+export declare class NativeEvents {
+  /** The next event; `null` once closed (by `close()` or after the client's `closed` event). */
+  next(): Promise<JsEvent | null>
+  /** Stops listening (idempotent); a pending `next()` resolves with `null`. */
+  close(): void
 }
 
 /** A subscription: `index.js` wraps it in an async iterator. */
@@ -62,14 +77,6 @@ export declare class NativeSubscription {
    * streams are cancelled.
    */
   close(): void
-}
-
-/** Headers of one message of a batch (only messages that have headers are listed). */
-export interface BatchHeaders {
-  /** Index of the message in the batch. */
-  index: number
-  /** Its headers. */
-  headers: Record<string, Buffer>
 }
 
 /** Connects to a cluster through `seeds` (`host:port`); resolves once a seed answered. */
@@ -151,6 +158,35 @@ export interface JsBroker {
   leaderCount: number
 }
 
+/** One event. `type` says which; the other fields are set as that type has them. */
+export interface JsEvent {
+  /**
+   * `connected`, `disconnected`, `publishStreamBroken`, `metadataRefreshed`, `leaderChanged`,
+   * `resubscribing`, `resubscribed` or `closed`.
+   */
+  type: string
+  /** `host:port` of the server (connected, disconnected, publishStreamBroken). */
+  addr?: string
+  /** `[code] message` of the error (disconnected, resubscribing). */
+  error?: string
+  /** Publishes that were waiting for their ack (publishStreamBroken). */
+  inFlight?: number
+  /** Servers known (metadataRefreshed). */
+  brokers?: number
+  /** Streams known (metadataRefreshed). */
+  streams?: number
+  /** Stream (leaderChanged, resubscribing, resubscribed). */
+  stream?: string
+  /** Partition (leaderChanged, resubscribing, resubscribed). */
+  partition?: number
+  /** Previous leader (leaderChanged). */
+  oldLeader?: string
+  /** New leader (leaderChanged). */
+  newLeader?: string
+  /** Offset resumed at (resubscribed; absent when no message had been delivered). */
+  offset?: bigint
+}
+
 /** First and latest time of an event (ns since the epoch), absent when it never happened. */
 export interface JsEventTimes {
   /** The first time. */
@@ -205,7 +241,10 @@ export interface JsStreamInfo {
   partitions: Record<string, JsPartitionInfo>
 }
 
-/** Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it. */
+/**
+ * Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it
+ * (and a message's headers object only when it is read).
+ */
 export interface MessageBatch {
   /** The stream. */
   stream: string
@@ -215,12 +254,17 @@ export interface MessageBatch {
   timestamps: BigInt64Array
   /** Partitions. */
   partitions: Int32Array
-  /** Keys, values, subjects, reply subjects and correlation ids, back to back. */
+  /** Keys, values, subjects, reply subjects, correlation ids and header names and values, back to back. */
   data: Buffer
   /** [`BOUNDS_PER_MESSAGE`] end positions in `data` per message. */
   bounds: Uint32Array
-  /** Headers of the messages that have any. */
-  headers: Array<BatchHeaders>
+  /** Number of headers per message. */
+  headerCounts: Uint32Array
+  /**
+   * Per header, in message order: the end of its name and the end of its value in `data` (each starts
+   * where the previous ends, the first at the message's correlation id end).
+   */
+  headerBounds: Uint32Array
 }
 
 /** A message to publish, as `index.js` hands it over (value already a `Buffer`). */

@@ -5,6 +5,7 @@ use napi::bindgen_prelude::{Env, PromiseRaw};
 use napi_derive::napi;
 
 use crate::error::{IntoNapi, coded, invalid};
+use crate::event::NativeEvents;
 use crate::message::{JsAck, NativeMessage, SendOutcome};
 use crate::metadata::{JsMetadata, JsPartitionInfo, JsStreamInfo};
 use crate::options::{ConnectOptions, NativeStreamOptions, NativeSubscribeOptions};
@@ -188,6 +189,25 @@ impl NativeClient {
         }
         .napi()?;
         Ok(NativeSubscription::new(sub))
+    }
+
+    /// Waits until the stream exists and every partition has a leader (polling with backoff), for up to
+    /// `timeoutMs`; rejects with `timeout` then.
+    #[napi]
+    pub async fn wait_for_stream(
+        &self,
+        name: String,
+        timeout_ms: f64,
+    ) -> napi::Result<JsStreamInfo> {
+        let timeout = crate::options::millis("timeoutMs", timeout_ms)?;
+        let s = self.client.wait_for_stream(&name, timeout).await.napi()?;
+        Ok(JsStreamInfo::from(&s))
+    }
+
+    /// The client's events from now on.
+    #[napi]
+    pub fn events(&self) -> NativeEvents {
+        NativeEvents::new(self.client.events())
     }
 
     /// Closes the client: in-flight publishes get the drain grace period, subscriptions end. Idempotent.

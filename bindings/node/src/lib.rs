@@ -16,6 +16,7 @@
 //! | `message.rs` | messages in (JS objects → `liftbridge::Message`), acks and message batches out |
 //! | `metadata.rs` | cluster, stream and partition metadata as plain JS objects |
 //! | `options.rs` | connect, stream and subscribe options from JS objects, checked before any network call |
+//! | `event.rs` | [`NativeEvents`](event::NativeEvents): the client's events for `client.events()` |
 //! | `error.rs` | `liftbridge::Error` → JS error whose message carries the stable error code |
 //!
 //! # Crossing the boundary
@@ -32,6 +33,7 @@
 
 mod client;
 mod error;
+mod event;
 mod message;
 mod metadata;
 mod options;

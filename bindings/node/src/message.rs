@@ -1,7 +1,6 @@
 //! Messages in (JS objects → [`liftbridge::Message`]), acks out ([`JsAck`]) and received messages out, in
 //! columnar batches ([`MessageBatch`]).
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -134,20 +133,12 @@ pub struct SendOutcome {
     pub error: Option<String>,
 }
 
-/// Fields per message in [`MessageBatch::bounds`]: the end of key, value, subject, reply subject and
-/// correlation id in `data` (each starts where the previous ends).
-pub(crate) const BOUNDS_PER_MESSAGE: usize = 5;
+/// Positions per message in [`MessageBatch::bounds`]: where its key starts in `data`, then the end of key,
+/// value, subject, reply subject and correlation id (each starts where the previous ends). Its headers follow.
+pub(crate) const BOUNDS_PER_MESSAGE: usize = 6;
 
-/// Headers of one message of a batch (only messages that have headers are listed).
-#[napi(object)]
-pub struct BatchHeaders {
-    /// Index of the message in the batch.
-    pub index: u32,
-    /// Its headers.
-    pub headers: HashMap<String, Buffer>,
-}
-
-/// Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it.
+/// Received messages, columnar: one crossing for the whole batch; `index.js` builds message objects from it
+/// (and a message's headers object only when it is read).
 #[napi(object)]
 pub struct MessageBatch {
     /// The stream.
@@ -158,12 +149,15 @@ pub struct MessageBatch {
     pub timestamps: BigInt64Array,
     /// Partitions.
     pub partitions: Int32Array,
-    /// Keys, values, subjects, reply subjects and correlation ids, back to back.
+    /// Keys, values, subjects, reply subjects, correlation ids and header names and values, back to back.
     pub data: Buffer,
     /// [`BOUNDS_PER_MESSAGE`] end positions in `data` per message.
     pub bounds: Uint32Array,
-    /// Headers of the messages that have any.
-    pub headers: Vec<BatchHeaders>,
+    /// Number of headers per message.
+    pub header_counts: Uint32Array,
+    /// Per header, in message order: the end of its name and the end of its value in `data` (each starts
+    /// where the previous ends, the first at the message's correlation id end).
+    pub header_bounds: Uint32Array,
 }
 
 /// Builds a [`MessageBatch`].
@@ -174,7 +168,8 @@ pub(crate) struct BatchBuilder {
     partitions: Vec<i32>,
     data: Vec<u8>,
     bounds: Vec<u32>,
-    headers: Vec<BatchHeaders>,
+    header_counts: Vec<u32>,
+    header_bounds: Vec<u32>,
 }
 
 impl BatchBuilder {
@@ -186,7 +181,8 @@ impl BatchBuilder {
             partitions: Vec::with_capacity(n),
             data: Vec::with_capacity(n * 64),
             bounds: Vec::with_capacity(n * BOUNDS_PER_MESSAGE),
-            headers: Vec::new(),
+            header_counts: Vec::with_capacity(n),
+            header_bounds: Vec::new(),
         }
     }
 
@@ -202,10 +198,10 @@ impl BatchBuilder {
 
     /// Appends a message.
     pub(crate) fn push(&mut self, m: &ReceivedMessage) {
-        let index = self.offsets.len() as u32;
         self.offsets.push(m.offset());
         self.timestamps.push(m.timestamp_nanos());
         self.partitions.push(m.partition());
+        self.bounds.push(self.data.len() as u32);
         for part in [
             m.key().as_ref(),
             m.value().as_ref(),
@@ -216,15 +212,13 @@ impl BatchBuilder {
             self.data.extend_from_slice(part);
             self.bounds.push(self.data.len() as u32);
         }
-        if !m.headers().is_empty() {
-            self.headers.push(BatchHeaders {
-                index,
-                headers: m
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Buffer::from(v.to_vec())))
-                    .collect(),
-            });
+        let headers = m.headers();
+        self.header_counts.push(headers.len() as u32);
+        for (name, value) in headers {
+            self.data.extend_from_slice(name.as_bytes());
+            self.header_bounds.push(self.data.len() as u32);
+            self.data.extend_from_slice(value);
+            self.header_bounds.push(self.data.len() as u32);
         }
     }
 
@@ -237,7 +231,8 @@ impl BatchBuilder {
             partitions: self.partitions.into(),
             data: self.data.into(),
             bounds: self.bounds.into(),
-            headers: self.headers,
+            header_counts: self.header_counts.into(),
+            header_bounds: self.header_bounds.into(),
         }
     }
 }

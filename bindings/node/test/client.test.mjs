@@ -15,6 +15,7 @@ import {
   UnavailableError,
   InvalidArgumentError,
   ConfigError,
+  TimeoutError,
   ERROR_CLASSES,
 } from '../index.js'
 import { startServer, freePort, uniqueName } from './server.mjs'
@@ -410,4 +411,32 @@ test('close: later calls reject with closed; Symbol.asyncDispose closes', async 
   assert.equal(d.closed, false)
   await d[Symbol.asyncDispose]()
   assert.equal(d.closed, true)
+})
+
+test('waitForStream: resolves for an existing stream, times out with timeout for a missing one', async () => {
+  const name = await newStream({ partitions: 2 })
+  const info = await client.waitForStream(name, 5_000)
+  assert.deepEqual(Object.keys(info.partitions).sort(), ['0', '1'])
+  await assert.rejects(client.waitForStream(uniqueName('never'), 300), (e) => e instanceof TimeoutError && e.code === 'timeout' && e.retryable)
+  await assert.rejects(client.waitForStream(name, -1), RangeError)
+})
+
+test('events: metadata refreshes and close are reported; break and signal end the iteration', async () => {
+  const c = await Client.connect([server.addr])
+  const events = c.events()
+  const seen = []
+  const reading = (async () => {
+    for await (const e of events) seen.push(e.type)
+  })()
+  await c.fetchMetadata()
+  await c.close()
+  await reading
+  assert.ok(seen.includes('metadataRefreshed'), seen.join(','))
+  assert.equal(seen.at(-1), 'closed')
+
+  const ac = new AbortController()
+  const pending = client.events({ signal: ac.signal }).next()
+  ac.abort()
+  await assert.rejects(pending, (e) => e.name === 'AbortError')
+  assert.throws(() => client.events({ signal: 'x' }), TypeError)
 })

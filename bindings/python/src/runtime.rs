@@ -4,16 +4,18 @@
 //! It costs two task spawns, a `spawn_blocking` and one `call_soon_threadsafe` (a write to the loop's self-pipe)
 //! per operation, and it prints a traceback for every result that arrives after its event loop was closed.
 //! Here each operation is one tokio task; finished results are queued on a [`Bridge`] (one per event loop) and
-//! a single `call_soon_threadsafe` drains everything that finished meanwhile, on the loop's thread. Under load
+//! one wake-up of the loop drains everything that finished meanwhile, on the loop's thread. Under load
 //! (pipelined publishes, subscriptions) one wake-up completes hundreds of futures.
 //!
-//! Results are turned into Python objects on the loop's thread, inside the drain: tokio threads take the GIL
-//! only to schedule a drain, never to convert values.
+//! The wake-up is one byte written to a pipe whose reading end the loop watches (`loop.add_reader`): tokio
+//! threads never take the GIL, so they never compete with the loop's thread for it. Loops without
+//! `add_reader` (Windows' proactor) are woken with `call_soon_threadsafe` from a blocking-pool thread instead.
+//! Results are turned into Python objects on the loop's thread, inside the drain.
 //!
 //! # Loops that close with work in flight
-//! A drain scheduled on a closed loop fails with `RuntimeError`; the bridge then marks itself closed and drops
-//! whatever finishes later without touching Python. After interpreter shutdown has begun (an `atexit` hook
-//! sets [`FINALIZING`]), no tokio thread takes the GIL again.
+//! Results that finish after their loop was closed are never drained: nothing touches Python for them (with
+//! `call_soon_threadsafe`, the `RuntimeError` of a closed loop marks the bridge closed and they are dropped).
+//! After interpreter shutdown has begun (an `atexit` hook sets [`FINALIZING`]), no tokio thread takes the GIL.
 //!
 //! # fork()
 //! The runtime is created on first use; tokio's worker threads do not survive `fork()`. Do not fork after
@@ -62,26 +64,42 @@ pub struct Bridge {
     closed: AtomicBool,
     /// The Python callable that drains this bridge (created once; holds a weak reference back).
     drainer: OnceLock<Py<PyAny>>,
+    /// The pipe the loop watches, when it supports `add_reader`.
+    pipe: Option<(std::io::PipeReader, std::io::PipeWriter)>,
+}
+
+thread_local! {
+    /// The bridge of the loop that last ran on this thread.
+    static CURRENT: std::cell::RefCell<Option<Arc<Bridge>>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Bridge {
     /// The bridge of the running event loop of this thread (created when the loop changes).
     pub fn current(py: Python<'_>) -> PyResult<Arc<Bridge>> {
-        thread_local! {
-            static CURRENT: std::cell::RefCell<Option<Arc<Bridge>>> = const { std::cell::RefCell::new(None) };
-        }
         let event_loop = get_running_loop(py)?;
-        if let Some(b) = CURRENT.with(|c| c.borrow().clone())
+        let previous = CURRENT.with(|c| c.borrow().clone());
+        if let Some(b) = &previous
             && b.event_loop.bind(py).is(&event_loop)
         {
-            return Ok(b);
+            return Ok(b.clone());
         }
-        let bridge = Arc::new(Bridge {
-            event_loop: event_loop.unbind(),
+        // Another loop runs on this thread now: the previous one stops watching its pipe.
+        if let Some(old) = previous {
+            old.unwatch(py);
+        }
+        // Only Unix loops watch file descriptors (`add_reader`); elsewhere the fallback wakes the loop.
+        let pipe = if cfg!(unix) {
+            std::io::pipe().ok()
+        } else {
+            None
+        };
+        let mut bridge = Arc::new(Bridge {
+            event_loop: event_loop.clone().unbind(),
             pending: Mutex::new(Vec::new()),
             scheduled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             drainer: OnceLock::new(),
+            pipe,
         });
         let weak = Arc::downgrade(&bridge);
         let drain = PyCFunction::new_closure(py, None, None, move |args, _kwargs| {
@@ -89,9 +107,33 @@ impl Bridge {
                 b.drain(args.py());
             }
         })?;
-        let _ = bridge.drainer.set(drain.into_any().unbind());
+        let _ = bridge.drainer.set(drain.clone().into_any().unbind());
+        #[cfg(unix)]
+        if let Some((reader, _)) = &bridge.pipe {
+            use std::os::fd::AsRawFd;
+            let watched = event_loop
+                .call_method1(pyo3::intern!(py, "add_reader"), (reader.as_raw_fd(), drain));
+            if watched.is_err() {
+                // No add_reader on this loop: fall back to call_soon_threadsafe.
+                if let Some(b) = Arc::get_mut(&mut bridge) {
+                    b.pipe = None;
+                }
+            }
+        }
         CURRENT.with(|c| *c.borrow_mut() = Some(bridge.clone()));
         Ok(bridge)
+    }
+
+    /// Stops the loop watching this bridge's pipe (if it still runs).
+    fn unwatch(&self, py: Python<'_>) {
+        #[cfg(unix)]
+        if let Some((reader, _)) = &self.pipe {
+            use std::os::fd::AsRawFd;
+            let _ = self
+                .event_loop
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "remove_reader"), (reader.as_raw_fd(),));
+        }
     }
 
     /// A new asyncio future on this loop.
@@ -153,7 +195,15 @@ impl Bridge {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Completion { future, convert });
-        if self.scheduled.swap(true, Ordering::AcqRel) {
+        if self.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some((_, mut writer)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
+            use std::io::Write;
+            // One byte per wake-up; the drain reads it. A failed write means the loop is gone.
+            if writer.write_all(&[1]).is_err() {
+                self.closed.store(true, Ordering::Release);
+            }
             return;
         }
         // Taking the GIL may wait for the loop's thread: do it off the tokio workers.
@@ -184,7 +234,15 @@ impl Bridge {
 
     /// Delivers every queued result (on the loop's thread).
     fn drain(self: &Arc<Self>, py: Python<'_>) {
-        self.scheduled.store(false, Ordering::Release);
+        if let Some((mut reader, _)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
+            use std::io::Read;
+            // Called because the pipe is readable, so this read does not block. It comes before clearing the
+            // flag: a byte written after the flag is cleared stays for the next drain, so no wake-up is lost
+            // (clearing first would let this read swallow the byte of a producer that set the flag again).
+            let mut buf = [0u8; 64];
+            let _ = reader.read(&mut buf);
+        }
+        self.scheduled.store(false, Ordering::SeqCst);
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for Completion { future, convert } in batch {
             let future = future.bind(py);

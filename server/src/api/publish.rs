@@ -16,7 +16,6 @@ use tonic::{Status, Streaming};
 use super::{ApiContext, PUBLISH_ASYNC_DRAIN, ResponseStream, admin, status};
 use crate::bus::validate_subject;
 use crate::metadata::state::partition_subject;
-use crate::partition::manager::Unserved;
 
 /// Why a publish was refused before reaching NATS; becomes a gRPC status or a `PublishAsyncError`.
 #[derive(Debug)]
@@ -108,9 +107,9 @@ async fn prepare(ctx: &ApiContext, req: &pb::PublishRequest) -> Result<String, R
             )),
         ));
     }
-    if partition.paused
-        || ctx.partitions.why_unserved(&req.stream, req.partition) == Unserved::Paused
-    {
+    // The snapshot's flag is what `PartitionManager::why_unserved` would report as `Paused`; asking it again per
+    // message cloned the stream's metadata every time.
+    if partition.paused {
         admin::resume_partition(ctx, &req.stream, req.partition)
             .await
             .map_err(|s| Refusal::new(Code::Internal, s))?;

@@ -283,9 +283,7 @@ impl EmbeddedBus {
         payload: &Bytes,
         batch: &mut Batch,
     ) -> Result<usize, BusError> {
-        subject::check_filter(subject.as_bytes(), true)
-            .and_then(|()| subject::check_publish(subject.as_bytes(), true))
-            .map_err(|e| invalid(subject, e))?;
+        subject::check_in_process_publish(subject.as_bytes()).map_err(|e| invalid(subject, e))?;
         if let Some(reply) = reply {
             // It is written into MSG lines of TCP subscribers: no whitespace, no empty tokens.
             subject::check_publish(reply.as_bytes(), false).map_err(|e| invalid(reply, e))?;

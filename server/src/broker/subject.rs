@@ -70,6 +70,35 @@ pub fn check_publish(subject: &[u8], strict: bool) -> Result<(), SubjectError> {
     Ok(())
 }
 
+/// Checks a subject an in-process caller publishes to: [`check_filter`] and [`check_publish`], both strict. The
+/// common case — plain tokens, no wildcard or control characters — is settled in one pass over the bytes; anything
+/// else takes the two full checks, so the error is exactly theirs.
+pub fn check_in_process_publish(subject: &[u8]) -> Result<(), SubjectError> {
+    if is_plain_literal(subject) {
+        return Ok(());
+    }
+    check_filter(subject, true).and_then(|()| check_publish(subject, true))
+}
+
+/// Non-empty, no empty token, and no byte that is whitespace, a control character, `*` or `>`.
+fn is_plain_literal(subject: &[u8]) -> bool {
+    let mut token_len = 0usize;
+    for &b in subject {
+        if b <= b' ' || b == 0x7f || b == b'*' || b == b'>' {
+            return false;
+        }
+        if b == b'.' {
+            if token_len == 0 {
+                return false;
+            }
+            token_len = 0;
+        } else {
+            token_len += 1;
+        }
+    }
+    token_len > 0
+}
+
 /// Whether the literal `subject` is matched by the subscription `pattern` (`*` one token, `>` the rest).
 /// A publish subject with empty tokens matches nothing.
 pub fn matches(pattern: &[u8], subject: &[u8]) -> bool {
@@ -94,6 +123,40 @@ pub fn matches(pattern: &[u8], subject: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_process_publish_check_agrees_with_the_full_checks() {
+        let cases: &[&[u8]] = &[
+            b"a",
+            b"a.b.c",
+            b"foo-bar_baz.1",
+            b"",
+            b".",
+            b"a.",
+            b".a",
+            b"a..b",
+            b"a b",
+            b"a\tb",
+            b"a.*",
+            b"*",
+            b">",
+            b"a.>",
+            b"a.>.b",
+            b"a*",
+            b"a.b>",
+            b"a\x7f",
+            b"\xff.\xfe",
+        ];
+        for &case in cases {
+            let full = check_filter(case, true).and_then(|()| check_publish(case, true));
+            assert_eq!(
+                check_in_process_publish(case),
+                full,
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
 
     #[test]
     fn filters() {

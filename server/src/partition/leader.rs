@@ -309,7 +309,14 @@ async fn maintain(partition: &PartitionHandle, last_clean: &mut Instant) {
 
 /// Decodes one NATS message into a record. Plain messages become the value; envelopes keep key, headers and
 /// ack routing. Both get `subject` and `reply` headers, as in Liftbridge.
-fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
+///
+/// `subject_header` caches the `subject` header value of the previous message: a partition's messages nearly
+/// always arrive on one subject, so they share one buffer instead of copying the subject per message.
+fn decode(
+    message: BusMessage,
+    now: i64,
+    subject_header: &mut Bytes,
+) -> Result<Incoming, EnvelopeError> {
     let BusMessage {
         subject,
         reply,
@@ -317,13 +324,16 @@ fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
         ..
     } = message;
     let reply = reply.unwrap_or_default();
+    if subject_header.as_ref() != subject.as_bytes() {
+        *subject_header = Bytes::copy_from_slice(subject.as_bytes());
+    }
     if !envelope::is_envelope(&payload) {
         let record = NewRecord {
             timestamp_ns: now,
             key: None,
             value: Some(payload),
             headers: vec![
-                (Bytes::from_static(b"subject"), Bytes::from(subject.clone())),
+                (Bytes::from_static(b"subject"), subject_header.clone()),
                 (Bytes::from_static(b"reply"), Bytes::from(reply)),
             ],
         };
@@ -344,7 +354,7 @@ fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
         .filter(|(name, _)| name != "subject" && name != "reply")
         .map(|(name, value)| (Bytes::from(name), value))
         .collect();
-    headers.push((Bytes::from_static(b"subject"), Bytes::from(subject.clone())));
+    headers.push((Bytes::from_static(b"subject"), subject_header.clone()));
     headers.push((Bytes::from_static(b"reply"), Bytes::from(reply)));
     let wants_ack = !msg.ack_inbox.is_empty() && msg.ack_policy != pb::AckPolicy::None as i32;
     let ack = wants_ack.then_some(AckRoute {
@@ -368,7 +378,7 @@ fn decode(message: BusMessage, now: i64) -> Result<Incoming, EnvelopeError> {
 
 fn make_ack(
     partition: &PartitionHandle,
-    incoming_subject: &str,
+    incoming_subject: String,
     route: AckRoute,
     offset: i64,
     reception: i64,
@@ -378,7 +388,7 @@ fn make_ack(
     pb::Ack {
         stream: partition.stream().to_string(),
         partition_subject: partition.subject().to_string(),
-        msg_subject: incoming_subject.to_string(),
+        msg_subject: incoming_subject,
         offset,
         ack_inbox: route.inbox,
         correlation_id: route.correlation_id,
@@ -427,9 +437,10 @@ async fn process_batch(
     let mut records: Vec<NewRecord> = Vec::with_capacity(batch.len());
     let mut routes: Vec<Option<(AckRoute, String)>> = Vec::with_capacity(batch.len());
     let mut acks: Vec<pb::Ack> = Vec::new();
+    let mut subject_header = Bytes::new();
 
     for message in batch.drain(..) {
-        let incoming = match decode(message, now) {
+        let incoming = match decode(message, now, &mut subject_header) {
             Ok(incoming) => incoming,
             Err(e) => {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -458,7 +469,7 @@ async fn process_batch(
             if let Some(route) = incoming.ack {
                 acks.push(make_ack(
                     partition,
-                    &incoming.subject,
+                    incoming.subject,
                     route,
                     -1,
                     now,
@@ -507,7 +518,7 @@ async fn process_batch(
                 let wait_for_isr = isr.is_some() && route.policy == pb::AckPolicy::All as i32;
                 let ack = make_ack(
                     partition,
-                    &subject,
+                    subject,
                     route,
                     i64::try_from(offset).unwrap_or(i64::MAX),
                     now,
