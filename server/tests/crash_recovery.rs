@@ -24,6 +24,7 @@ async fn two_leader_changes_in_quick_succession() {
     for p in &procs {
         wait_brokers_at(&mut p.client().await, 5).await;
     }
+    cluster::wait_voters(&nats.url, "crash", 5).await;
     let mut admin = procs[0].client().await;
     retry_unavailable(|| {
         let mut c = admin.clone();

@@ -23,6 +23,7 @@ async fn killed_follower_restarts_with_old_log_and_rejoins() {
     for p in &procs {
         wait_brokers_at(&mut p.client().await, 3).await;
     }
+    cluster::wait_voters(&nats.url, "catchup", 3).await;
     let mut admin = procs[0].client().await;
     retry_unavailable(|| {
         let mut c = admin.clone();

@@ -94,6 +94,7 @@ async fn leader_isolated_from_nats_and_back() {
     for s in &servers {
         cluster::wait_brokers(s, 3).await;
     }
+    cluster::wait_voters(&nats.url, "liftbridge-default", 3).await;
     let mut admin = servers[0].client().await;
     retry_unavailable(|| {
         let mut c = admin.clone();

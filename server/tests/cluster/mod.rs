@@ -57,7 +57,31 @@ pub async fn start_cluster(nats_url: &str, root: &std::path::Path, n: usize) -> 
     for s in &servers {
         wait_brokers(s, n).await;
     }
+    wait_voters(nats_url, "liftbridge-default", n).await;
     servers
+}
+
+/// Waits until the metadata group of `namespace` has `n` voters (asked over NATS, as an operator would).
+pub async fn wait_voters(nats_url: &str, namespace: &str, n: usize) {
+    let nats = async_nats::connect(nats_url).await.expect("connect NATS");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = nats
+            .request(format!("{namespace}.raft.cluster"), bytes::Bytes::new())
+            .await;
+        let voters = reply
+            .ok()
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+            .and_then(|v| v["voters"].as_array().map(Vec::len));
+        if voters == Some(n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metadata group never reached {n} voters: {voters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until `server` lists `n` brokers in FetchMetadata.
@@ -270,19 +294,34 @@ impl Publisher {
     }
 }
 
-/// Reads partition 0 of `stream` from every server in `readers` (leader directly, others as ISR replicas) and
-/// checks it against `history`.
+/// Reads partition 0 of `stream` from every server in `readers` (as the leader, or as an ISR replica when it
+/// does not lead; retried while a server's view of the metadata converges) and checks it against `history`.
 pub async fn check_replicas(
     history: &checker::History,
     stream: &str,
-    leader: &str,
+    _leader: &str,
     readers: Vec<(String, ApiClient<Channel>)>,
 ) {
     let end = history.acked.last().map_or(0, |a| a.1 + 1);
     for (id, mut client) in readers {
-        let log = checker::read_all(&mut client, stream, 0, end, id != leader)
-            .await
-            .unwrap_or_else(|e| panic!("read {id}: {e:?}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let log = loop {
+            let mut result = checker::read_all(&mut client, stream, 0, end, false).await;
+            if result
+                .as_ref()
+                .is_err_and(|e| e.code() == tonic::Code::FailedPrecondition)
+            {
+                result = checker::read_all(&mut client, stream, 0, end, true).await;
+            }
+            match result {
+                Ok(log) => break log,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("read {id}: {e:?}"),
+            }
+        };
         let problems = checker::check(history, &log);
         assert!(
             problems.is_empty(),

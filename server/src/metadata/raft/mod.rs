@@ -12,7 +12,8 @@
 //!
 //! Subjects (`<ns>` = `clustering.namespace`): `<ns>.raft.<server id>.{append,vote,snapshot,propose,join,ping}`
 //! address one server; `<ns>.raft.join` (a queue group) reaches any member; `<ns>.raft.cluster` asks whether a
-//! cluster exists (members answer `{"server": id, "leader": id}`, which also tells operators who leads).
+//! cluster exists (members answer `{"server": id, "leader": id, "voters": [id]}`, which also tells operators who
+//! leads).
 
 mod machine;
 mod network;
@@ -125,7 +126,10 @@ fn unavailable(e: impl std::fmt::Display) -> MetadataError {
 
 /// Whether `dir` holds Raft state (the server was part of a cluster before).
 pub fn has_state(dir: &Path) -> bool {
-    LogStore::open(dir).is_ok_and(|s| s.has_state())
+    // Looked at without opening (which would create the directory).
+    dir.join("vote.json").exists()
+        || dir.join("snapshot.json").exists()
+        || std::fs::metadata(dir.join("log")).is_ok_and(|m| m.len() > 0)
 }
 
 /// Whether a running cluster answers in `namespace` (used to decide between standalone and joining).
@@ -219,7 +223,7 @@ impl Group {
         });
         group.serve().await?;
         if fresh {
-            match bootstrap {
+            match &bootstrap {
                 Bootstrap::Seed => {
                     let members = BTreeMap::from([(node_id(&me), BasicNode::new(&me))]);
                     group.raft.initialize(members).await.map_err(unavailable)?;
@@ -231,12 +235,14 @@ impl Group {
                         .collect();
                     group.raft.initialize(members).await.map_err(unavailable)?;
                 }
-                Bootstrap::Join => {
-                    let joiner = group.clone();
-                    let task = tokio::spawn(async move { joiner.join_loop().await });
-                    group.tasks.lock().push(task);
-                }
+                Bootstrap::Join => {}
             }
+        }
+        if bootstrap == Bootstrap::Join {
+            // New, or restarting as a non-voter: make sure the leader has (re)admitted this server.
+            let joiner = group.clone();
+            let task = tokio::spawn(async move { joiner.join_loop().await });
+            group.tasks.lock().push(task);
         }
         tracing::info!(
             server_id = me,
@@ -408,7 +414,11 @@ impl Group {
             if self.members().is_empty() {
                 return;
             }
-            let answer = serde_json::json!({ "server": self.me, "leader": self.leader() });
+            let answer = serde_json::json!({
+                "server": self.me,
+                "leader": self.leader(),
+                "voters": self.voters(),
+            });
             Some(answer.to_string().into_bytes())
         } else if is_any_join || verb == "join" {
             Some(self.handle_join(&message.payload).await)
@@ -513,10 +523,15 @@ impl Group {
         }
     }
 
-    /// Asks the cluster to add this server until it is a member.
+    /// Asks the cluster to add this server until the leader confirms it (as a voter, or as a non-voter when the
+    /// voters are capped). Joining is idempotent, so a server added only as a non-voter (a membership change was
+    /// under way) asks again and is promoted.
     async fn join_loop(self: Arc<Self>) {
         let mut attempt = 0u32;
-        while !self.members().contains(&self.me) {
+        loop {
+            if self.voters().contains(&self.me) {
+                return;
+            }
             let result = self
                 .bus
                 .request(
@@ -526,7 +541,7 @@ impl Group {
                 )
                 .await;
             match result {
-                Ok(reply) if reply.payload.as_ref() == b"ok" => {}
+                Ok(reply) if reply.payload.as_ref() == b"ok" => return,
                 Ok(reply) => {
                     attempt += 1;
                     if attempt % 10 == 1 {
@@ -540,9 +555,8 @@ impl Group {
                     }
                 }
             }
-            // Back off briefly, then check membership again (the join may have completed meanwhile).
-            let mut metrics = self.raft.metrics();
-            let _ = tokio::time::timeout(Duration::from_millis(300), metrics.changed()).await;
+            // Back off briefly before asking again.
+            tokio::time::sleep(Duration::from_millis(200 + 50 * u64::from(attempt.min(10)))).await;
         }
     }
 
