@@ -649,9 +649,8 @@ impl Client {
             expected_offset,
         )?;
         let client = self.inner.clone();
-        Bridge::current(py)?.spawn(
+        Bridge::current(py)?.spawn_eager(
             py,
-            false,
             async move { client.send(&stream, msg).await },
             |py, bridge, result| match result {
                 Ok(ack) => Ok(bridge.spawn(py, false, ack, convert(Ack))?.unbind()),

@@ -185,6 +185,38 @@ impl Bridge {
         Ok(py_fut)
     }
 
+    /// Like [`spawn`](Bridge::spawn) (not cancellable), but first polls `fut` once on the calling thread: when it
+    /// is ready at once (a publish queued without waiting for room in the window), the result comes back as a
+    /// [`Ready`] awaitable and the event loop is not involved at all. Otherwise the same future continues on
+    /// the runtime.
+    pub fn spawn_eager<'py, F, T>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        fut: F,
+        convert: impl FnOnce(Python<'_>, &Arc<Bridge>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut fut = Box::pin(fut);
+        let polled = {
+            let _runtime = runtime().enter();
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            fut.as_mut().poll(&mut cx)
+        };
+        match polled {
+            std::task::Poll::Ready(value) => {
+                let ready = match convert(py, self, value) {
+                    Ok(v) => Ready::new(v),
+                    Err(e) => Ready::failed(e.into_value(py).into_any()),
+                };
+                Ok(Bound::new(py, ready)?.into_any())
+            }
+            std::task::Poll::Pending => self.spawn(py, false, fut, convert),
+        }
+    }
+
     /// Queues a result and makes sure a drain is scheduled (called on tokio threads, without the GIL).
     fn complete(self: &Arc<Self>, future: Py<PyAny>, convert: Convert) {
         if self.closed.load(Ordering::Acquire) || FINALIZING.load(Ordering::Acquire) {
@@ -288,12 +320,22 @@ pub fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 #[pyclass(module = "liftbridge._native", frozen)]
 pub struct Ready {
     value: Py<PyAny>,
+    /// The exception `await` raises instead, if any.
+    error: Option<Py<PyAny>>,
 }
 
 impl Ready {
     /// An awaitable that returns `value`.
     pub fn new(value: Py<PyAny>) -> Ready {
-        Ready { value }
+        Ready { value, error: None }
+    }
+
+    /// An awaitable that raises `exception` (an exception instance).
+    pub fn failed(exception: Py<PyAny>) -> Ready {
+        Python::attach(|py| Ready {
+            value: py.None(),
+            error: Some(exception),
+        })
     }
 }
 
@@ -308,6 +350,9 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(e) = &self.error {
+            return Err(PyErr::from_value(e.bind(py).clone()));
+        }
         Err(pyo3::exceptions::PyStopIteration::new_err((self
             .value
             .clone_ref(py),)))

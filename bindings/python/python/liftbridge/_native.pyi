@@ -5,7 +5,7 @@ import enum
 from datetime import datetime, timedelta
 from os import PathLike
 from types import TracebackType
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Type, Union, final
+from typing import Awaitable, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Type, Union, final
 
 _Bytes = Union[bytes, bytearray, memoryview]
 _Duration = Union[timedelta, int, float]
@@ -203,7 +203,7 @@ class Subscription:
     """An async iterator of messages; close it (or break the loop, or cancel the task) to release it."""
 
     def __aiter__(self) -> Subscription: ...
-    def __anext__(self) -> "asyncio.Future[Message]": ...
+    def __anext__(self) -> Awaitable[Message]: ...
     async def __aenter__(self) -> Subscription: ...
     async def __aexit__(
         self,
@@ -318,7 +318,7 @@ class Client:
         correlation_id: Optional[str] = None,
         ack_inbox: Optional[str] = None,
         expected_offset: Optional[int] = None,
-    ) -> "asyncio.Future[asyncio.Future[Ack]]": ...
+    ) -> Awaitable["asyncio.Future[Ack]"]: ...
     def publish_to_subject(
         self,
         subject: str,
