@@ -714,7 +714,10 @@ class Client {
   async publish(stream, value, options) {
     checkString('stream', stream)
     const msg = nativeMessage(value, options)
-    this._flush() // keep order with earlier send() calls
+    // Hand earlier send() calls over first. They travel on the same publish stream, but publish() does not
+    // wait for them to be queued there, so order between the two is best effort; use send() alone for strict
+    // order.
+    this._flush()
     return call(this._native.publish(stream, msg))
   }
 
