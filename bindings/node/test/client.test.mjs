@@ -336,7 +336,12 @@ test('setStreamReadonly: publish rejects with readonly; a subscription ends with
 })
 
 test('bad input: TypeError / RangeError before any network call', async () => {
-  await assert.rejects(client.publish(42, 'x'), TypeError)
+  await assert.rejects(client.publish(42, 'x'), { name: 'TypeError', message: 'stream must be a string, got number 42' })
+  await assert.rejects(client.publish('s', 'x', { partition: -1 }), { name: 'RangeError', message: 'partition must not be negative, got -1' })
+  await assert.rejects(client.publish('s', 'x', { ackPolicy: 'sometimes' }), {
+    name: 'RangeError',
+    message: 'ackPolicy must be one of "leader", "all", "none", got "sometimes"',
+  })
   await assert.rejects(client.publish('', 'x'), RangeError)
   await assert.rejects(client.publish('s', 42), TypeError)
   await assert.rejects(client.publish('s', 'x', { partition: -1 }), RangeError)
