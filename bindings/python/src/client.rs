@@ -758,6 +758,29 @@ impl Client {
         ))
     }
 
+    /// The client's connection and cluster events from now on, as an async iterator of `Event`s.
+    fn events(&self) -> crate::event::Events {
+        crate::event::Events::new(self.inner.events())
+    }
+
+    /// The server leading a partition (from the cache; fetched when not cached).
+    fn leader_of<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &Bound<'py, PyAny>,
+        partition: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stream = name_arg("stream", stream)?;
+        let partition = partition_arg(partition)?;
+        let client = self.inner.clone();
+        Bridge::current(py)?.spawn(
+            py,
+            true,
+            async move { client.leader_of(&stream, partition).await },
+            convert(crate::metadata::BrokerInfo),
+        )
+    }
+
     fn __repr__(&self) -> String {
         format!("Client(closed={})", self.inner.is_closed())
     }
