@@ -16,6 +16,7 @@ import {
   InvalidArgumentError,
   ConfigError,
   TimeoutError,
+  PausedError,
   ERROR_CLASSES,
 } from '../index.js'
 import { startServer, freePort, uniqueName } from './server.mjs'
@@ -444,4 +445,22 @@ test('events: metadata refreshes and close are reported; break and signal end th
   ac.abort()
   await assert.rejects(pending, (e) => e.name === 'AbortError')
   assert.throws(() => client.events({ signal: 'x' }), TypeError)
+})
+
+test('subscribe to a paused partition: paused error, or resume: true resumes it', async () => {
+  const name = await newStream()
+  await client.publish(name, 'kept')
+  await client.pauseStream(name)
+  const err = await client
+    .subscribe(name, { start: 'earliest' })
+    .next()
+    .then(
+      () => null,
+      (e) => e,
+    )
+  assert.ok(err instanceof PausedError, String(err))
+  assert.equal(err.code, 'paused')
+  const [m] = await take(client.subscribe(name, { start: 'earliest', resume: true, prefetch: 1 }), 1)
+  assert.equal(m.value.toString(), 'kept')
+  assert.equal((await client.fetchStreamMetadata(name)).partitions['0'].paused, false)
 })
