@@ -9,14 +9,14 @@ import {
   NoSuchStreamError,
   NoSuchPartitionError,
   IncorrectOffsetError,
-  ReadonlyError,
+  ReadonlyPartitionError,
   EndOfReadonlyPartitionError,
-  ClosedError,
+  ClientClosedError,
   UnavailableError,
   InvalidArgumentError,
   ConfigError,
-  TimeoutError,
-  PausedError,
+  RequestTimeoutError,
+  PartitionPausedError,
   ERROR_CLASSES,
 } from '../index.js'
 import { startServer, freePort, uniqueName } from './server.mjs'
@@ -322,7 +322,7 @@ test('setStreamReadonly: publish rejects with readonly; a subscription ends with
   await client.publish(name, 'one')
   await client.setStreamReadonly(name)
   const err = await client.publish(name, 'two').catch((e) => e)
-  assert.ok(err instanceof ReadonlyError, String(err))
+  assert.ok(err instanceof ReadonlyPartitionError, String(err))
   assert.equal(err.code, 'readonly')
   const seen = []
   await assert.rejects(
@@ -396,6 +396,10 @@ test('error classes: one per Rust error kind, instanceof and code agree', () => 
     assert.equal(cls.code, code)
   }
   assert.equal(Object.keys(ERROR_CLASSES).length, 25)
+  // The same names as the Python package's exceptions.
+  assert.equal(new ERROR_CLASSES.timeout('m').name, 'RequestTimeoutError')
+  assert.equal(new ERROR_CLASSES.closed('m').name, 'ClientClosedError')
+  assert.equal(new ERROR_CLASSES.paused('m').name, 'PartitionPausedError')
 })
 
 test('close: later calls reject with closed; Symbol.asyncDispose closes', async () => {
@@ -407,10 +411,10 @@ test('close: later calls reject with closed; Symbol.asyncDispose closes', async 
   const iterating = sub.next()
   await c.close()
   assert.equal(c.closed, true)
-  await assert.rejects(iterating, ClosedError)
-  await assert.rejects(c.publish(name, 'x'), (e) => e instanceof ClosedError && e.code === 'closed')
-  await assert.rejects(c.send(name, 'x'), ClosedError)
-  await assert.rejects(c.fetchMetadata(), ClosedError)
+  await assert.rejects(iterating, ClientClosedError)
+  await assert.rejects(c.publish(name, 'x'), (e) => e instanceof ClientClosedError && e.code === 'closed')
+  await assert.rejects(c.send(name, 'x'), ClientClosedError)
+  await assert.rejects(c.fetchMetadata(), ClientClosedError)
   await c.close() // idempotent
 
   const d = await Client.connect([server.addr])
@@ -423,7 +427,7 @@ test('waitForStream: resolves for an existing stream, times out with timeout for
   const name = await newStream({ partitions: 2 })
   const info = await client.waitForStream(name, 5_000)
   assert.deepEqual(Object.keys(info.partitions).sort(), ['0', '1'])
-  await assert.rejects(client.waitForStream(uniqueName('never'), 300), (e) => e instanceof TimeoutError && e.code === 'timeout' && e.retryable)
+  await assert.rejects(client.waitForStream(uniqueName('never'), 300), (e) => e instanceof RequestTimeoutError && e.code === 'timeout' && e.retryable)
   await assert.rejects(client.waitForStream(name, -1), RangeError)
 })
 
@@ -458,7 +462,7 @@ test('subscribe to a paused partition: paused error, or resume: true resumes it'
       () => null,
       (e) => e,
     )
-  assert.ok(err instanceof PausedError, String(err))
+  assert.ok(err instanceof PartitionPausedError, String(err))
   assert.equal(err.code, 'paused')
   const [m] = await take(client.subscribe(name, { start: 'earliest', resume: true, prefetch: 1 }), 1)
   assert.equal(m.value.toString(), 'kept')
