@@ -668,6 +668,8 @@ fn markdown(
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for e in entries {
         let [a, b, c] = Deployment::ALL.map(|d| med(e.id, d, &rate));
+        // At a fixed rate every system delivers the rate: the row is about latency, not throughput.
+        let fixed = e.workload.rate > 0.0;
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -676,8 +678,8 @@ fn markdown(
             fmt_rate(a),
             fmt_rate(b),
             fmt_rate(c),
-            ratio(a, c),
-            ratio(b, c)
+            if fixed { "(fixed rate)".into() } else { ratio(a, c) },
+            if fixed { "(fixed rate)".into() } else { ratio(b, c) }
         );
     }
 
