@@ -678,8 +678,16 @@ fn markdown(
             fmt_rate(a),
             fmt_rate(b),
             fmt_rate(c),
-            if fixed { "(fixed rate)".into() } else { ratio(a, c) },
-            if fixed { "(fixed rate)".into() } else { ratio(b, c) }
+            if fixed {
+                "(fixed rate)".into()
+            } else {
+                ratio(a, c)
+            },
+            if fixed {
+                "(fixed rate)".into()
+            } else {
+                ratio(b, c)
+            }
         );
     }
 
