@@ -34,7 +34,7 @@ where
 }
 
 /// A Liftbridge client. Create it with `await Client.connect([...])`; use it as `async with` to close it.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Client {
     inner: liftbridge::Client,
 }

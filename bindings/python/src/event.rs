@@ -12,7 +12,7 @@ use crate::runtime::{Bridge, Ready};
 /// Something that happened to the client's connections or to the cluster (frozen). `kind` is one of
 /// `connected`, `disconnected`, `publish_stream_broken`, `metadata_refreshed`, `leader_changed`,
 /// `resubscribing`, `resubscribed`, `closed`; the other attributes are set where they apply (else `None`).
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Event(liftbridge::Event);
 
 #[pymethods]
@@ -123,7 +123,7 @@ impl Event {
 }
 
 /// An async iterator of [`Event`]s from the moment it was created (see `Client.events()`).
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Events {
     inner: Arc<tokio::sync::Mutex<liftbridge::Events>>,
 }

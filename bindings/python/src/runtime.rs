@@ -317,7 +317,7 @@ pub fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// An already finished awaitable: `await ready` returns its value without a trip through the event loop.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Ready {
     value: Py<PyAny>,
     /// The exception `await` raises instead, if any.
