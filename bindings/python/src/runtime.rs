@@ -7,7 +7,7 @@
 //! one wake-up of the loop drains everything that finished meanwhile, on the loop's thread. Under load
 //! (pipelined publishes, subscriptions) one wake-up completes hundreds of futures.
 //!
-//! The wake-up is one byte written to a pipe whose reading end the loop watches (`loop.add_reader`): tokio
+//! The wake-up is one byte written to a socket pair (non-blocking both ends) whose reading end the loop watches (`loop.add_reader`): tokio
 //! threads never take the GIL, so they never compete with the loop's thread for it. Loops without
 //! `add_reader` (Windows' proactor) are woken with `call_soon_threadsafe` from a blocking-pool thread instead.
 //! Results are turned into Python objects on the loop's thread, inside the drain.
@@ -64,8 +64,33 @@ pub struct Bridge {
     closed: AtomicBool,
     /// The Python callable that drains this bridge (created once; holds a weak reference back).
     drainer: OnceLock<Py<PyAny>>,
-    /// The pipe the loop watches, when it supports `add_reader`.
-    pipe: Option<(std::io::PipeReader, std::io::PipeWriter)>,
+    /// The wake-up pipe the loop watches (reading end, writing end), when it supports `add_reader`.
+    pipe: Option<WakePipe>,
+}
+
+/// A non-blocking socket pair: reading end, writing end.
+#[cfg(unix)]
+type WakePipe = (
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+);
+/// Never created off Unix (the loop is woken with `call_soon_threadsafe` there).
+#[cfg(not(unix))]
+type WakePipe = (std::io::PipeReader, std::io::PipeWriter);
+
+/// A wake-up pipe, where the platform has one loops can watch.
+fn wake_pipe() -> Option<WakePipe> {
+    #[cfg(unix)]
+    {
+        let (r, w) = std::os::unix::net::UnixStream::pair().ok()?;
+        r.set_nonblocking(true).ok()?;
+        w.set_nonblocking(true).ok()?;
+        Some((r, w))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 thread_local! {
@@ -87,12 +112,7 @@ impl Bridge {
         if let Some(old) = previous {
             old.unwatch(py);
         }
-        // Only Unix loops watch file descriptors (`add_reader`); elsewhere the fallback wakes the loop.
-        let pipe = if cfg!(unix) {
-            std::io::pipe().ok()
-        } else {
-            None
-        };
+        let pipe = wake_pipe();
         let mut bridge = Arc::new(Bridge {
             event_loop: event_loop.clone().unbind(),
             pending: Mutex::new(Vec::new()),
@@ -232,9 +252,12 @@ impl Bridge {
         }
         if let Some((_, mut writer)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
             use std::io::Write;
-            // One byte per wake-up; the drain reads it. A failed write means the loop is gone.
-            if writer.write_all(&[1]).is_err() {
-                self.closed.store(true, Ordering::Release);
+            // One byte per wake-up; the drain reads it. A full buffer means bytes are waiting to be read anyway;
+            // any other failure means the loop is gone.
+            match writer.write(&[1]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => self.closed.store(true, Ordering::Release),
             }
             return;
         }
@@ -268,7 +291,7 @@ impl Bridge {
     fn drain(self: &Arc<Self>, py: Python<'_>) {
         if let Some((mut reader, _)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
             use std::io::Read;
-            // Called because the pipe is readable, so this read does not block. It comes before clearing the
+            // Non-blocking (a spurious call reads nothing). It comes before clearing the
             // flag: a byte written after the flag is cleared stays for the next drain, so no wake-up is lost
             // (clearing first would let this read swallow the byte of a producer that set the flag again).
             let mut buf = [0u8; 64];
