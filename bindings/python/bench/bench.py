@@ -203,15 +203,24 @@ async def run(args: argparse.Namespace) -> None:
         "nats-py + JetStream": (js_url, nats_publish, nats_subscribe),
     }
     results: dict[str, dict[str, list[float]]] = {k: {"publish": [], "subscribe": []} for k in clients}
+    failures: list[str] = []
     try:
         names = list(clients)
         for r in range(args.rounds):
             order = names[r % len(names):] + names[: r % len(names)]
             for name in order:
                 addr, pub, sub = clients[name]
-                stream = "b" + uuid.uuid4().hex[:10]
-                tp = await asyncio.wait_for(pub(addr, stream, args.n, payload, args.window), 600)
-                ts = await asyncio.wait_for(sub(addr, stream, args.n), 600)
+                for attempt in (1, 2):
+                    stream = "b" + uuid.uuid4().hex[:10]
+                    try:
+                        tp = await asyncio.wait_for(pub(addr, stream, args.n, payload, args.window), 600)
+                        ts = await asyncio.wait_for(sub(addr, stream, args.n), 600)
+                        break
+                    except BaseException as e:  # noqa: BLE001 - a client failing is reported, then retried once
+                        if attempt == 2 or isinstance(e, KeyboardInterrupt):
+                            raise
+                        print(f"round {r + 1} {name}: failed ({type(e).__name__}: {e}); retrying once", flush=True)
+                        failures.append(f"round {r + 1} {name}: {type(e).__name__}")
                 results[name]["publish"].append(args.n / tp)
                 results[name]["subscribe"].append(args.n / ts)
                 print(f"round {r + 1} {name:28s} publish {args.n / tp:>10,.0f} msg/s   subscribe {args.n / ts:>10,.0f} msg/s", flush=True)
@@ -232,6 +241,8 @@ async def run(args: argparse.Namespace) -> None:
     med = {k: {w: statistics.median(v) for w, v in d.items()} for k, d in results.items()}
     for name in clients:
         print(f"| {name} | {med[name]['publish']:,.0f} | {med[name]['subscribe']:,.0f} |")
+    if failures:
+        print("failed runs (retried): " + "; ".join(failures))
     ours = med["liftbridge (this package)"]
     for other in ("gufo-liftbridge", "nats-py + JetStream"):
         print(f"ratio vs {other}: publish {ours['publish'] / med[other]['publish']:.2f}x, "
