@@ -17,10 +17,6 @@ use liftbridge_proto::pb::api_client::ApiClient;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-/// The shipped binary's allocator (`src/main.rs`), so the in-process figures match it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::{NatsServer, TestServer};
