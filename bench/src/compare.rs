@@ -212,6 +212,8 @@ pub struct RunRecord {
     /// CPU seconds the server processes (liftbridge and its nats-server, or JetStream's nats-server) used
     /// during the measured phase.
     pub server_cpu_secs: Option<f64>,
+    /// CPU seconds the bench process (the client) used during the measured phase.
+    pub client_cpu_secs: Option<f64>,
 }
 
 /// The servers of one deployment, started for one run.
@@ -365,6 +367,7 @@ impl Env<'_> {
             loaded: None,
             broker_loaded: None,
             server_cpu_secs: None,
+            client_cpu_secs: None,
         };
         let dir = self
             .work
@@ -390,7 +393,9 @@ impl Env<'_> {
                 }
             }
             record.idle = running.measured().and_then(ServerProcess::memory);
+            let own = || crate::server::cpu_secs_of(std::process::id());
             let mut cpu_before = running.cpu_secs();
+            let mut client_before = own();
             let report = match entry.phase {
                 Phase::Produce => {
                     producer::run(&running.target, &entry.workload, false, true).await
@@ -404,11 +409,15 @@ impl Env<'_> {
                         )));
                     }
                     cpu_before = running.cpu_secs();
+                    client_before = own();
                     consumer::run(&running.target, &entry.workload, true).await
                 }
             }?;
             if let (Some(before), Some(after)) = (cpu_before, running.cpu_secs()) {
                 record.server_cpu_secs = Some(after - before);
+            }
+            if let (Some(before), Some(after)) = (client_before, own()) {
+                record.client_cpu_secs = Some(after - before);
             }
             Ok(report)
         };
@@ -668,6 +677,8 @@ fn markdown(
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for e in entries {
         let [a, b, c] = Deployment::ALL.map(|d| med(e.id, d, &rate));
+        // At a fixed rate every system delivers the rate: the row is about latency, not throughput.
+        let fixed = e.workload.rate > 0.0;
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -676,8 +687,16 @@ fn markdown(
             fmt_rate(a),
             fmt_rate(b),
             fmt_rate(c),
-            ratio(a, c),
-            ratio(b, c)
+            if fixed {
+                "(fixed rate)".into()
+            } else {
+                ratio(a, c)
+            },
+            if fixed {
+                "(fixed rate)".into()
+            } else {
+                ratio(b, c)
+            }
         );
     }
 
@@ -714,7 +733,7 @@ fn markdown(
 
     let _ = writeln!(
         s,
-        "\n### Server CPU per message (µs of user+system time of the server processes during the measured phase)\n"
+        "\n### CPU per message (µs of user+system time during the measured phase): server processes, and (client)\n"
     );
     let _ = writeln!(
         s,
@@ -725,27 +744,32 @@ fn markdown(
     );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for e in entries {
-        let per_msg = |d: Deployment| {
+        let per_msg = |d: Deployment, cpu: fn(&RunRecord) -> Option<f64>| {
             median(
                 &mut runs(e.id, d)
                     .into_iter()
                     .filter_map(|r| {
                         let rep = r.report.as_ref().filter(|rep| rep.is_complete())?;
-                        Some(r.server_cpu_secs? * 1e6 / rep.messages.max(1) as f64)
+                        Some(cpu(r)? * 1e6 / rep.messages.max(1) as f64)
                     })
                     .collect::<Vec<_>>(),
             )
         };
-        let [a, b, c] = Deployment::ALL.map(per_msg);
-        let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+        let server = Deployment::ALL.map(|d| per_msg(d, |r| r.server_cpu_secs));
+        let client = Deployment::ALL.map(|d| per_msg(d, |r| r.client_cpu_secs));
+        let f = |i: usize| match (server[i], client[i]) {
+            (Some(sv), Some(cl)) => format!("{sv:.1} ({cl:.1})"),
+            (Some(sv), None) => format!("{sv:.1}"),
+            _ => "–".into(),
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
             e.title,
-            f(a),
-            f(b),
-            f(c),
-            ratio(a, c)
+            f(0),
+            f(1),
+            f(2),
+            ratio(server[0], server[2])
         );
     }
 

@@ -84,8 +84,13 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let md = tokio::select! {
-                md = compare::run(&opts) => md.context("compare")?,
-                _ = liftbridge_bench::server::interrupted() => anyhow::bail!("interrupted; servers stopped"),
+                md = compare::run(&opts) => Some(md.context("compare")?),
+                // Leaving the select drops the suite, which kills the servers it started.
+                _ = liftbridge_bench::server::interrupted() => None,
+            };
+            let Some(md) = md else {
+                eprintln!("interrupted: the servers started were stopped");
+                std::process::exit(130);
             };
             println!("{md}");
             return Ok(());

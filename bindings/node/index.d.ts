@@ -309,7 +309,7 @@ export declare class Client {
   fetchMetadata(): Promise<Metadata>
   fetchStreamMetadata(name: string): Promise<StreamInfo>
   fetchPartitionMetadata(stream: string, partition?: number): Promise<PartitionInfo>
-  /** Waits until the stream exists and every partition has a leader (default 10 s); rejects with TimeoutError. */
+  /** Waits until the stream exists and every partition has a leader (default 10 s); rejects with RequestTimeoutError. */
   waitForStream(name: string, timeoutMs?: number): Promise<StreamInfo>
   /** Client events from now on. */
   events(options?: { signal?: AbortSignal }): EventStream
@@ -341,23 +341,23 @@ export declare const StreamDeletedError: CodedError<'stream_deleted'>
 export declare const NotLeaderError: CodedError<'not_leader'>
 export declare const UnavailableError: CodedError<'unavailable'>
 export declare const DisconnectedError: CodedError<'disconnected'>
-export declare const TimeoutError: CodedError<'timeout'>
+export declare const RequestTimeoutError: CodedError<'timeout'>
 export declare const AckTimeoutError: CodedError<'ack_timeout'>
 export declare const IncorrectOffsetError: CodedError<'incorrect_offset'>
-export declare const TooLargeError: CodedError<'too_large'>
-export declare const ReadonlyError: CodedError<'readonly'>
+export declare const MessageTooLargeError: CodedError<'too_large'>
+export declare const ReadonlyPartitionError: CodedError<'readonly'>
 export declare const EndOfReadonlyPartitionError: CodedError<'end_of_readonly_partition'>
-export declare const PausedError: CodedError<'paused'>
+export declare const PartitionPausedError: CodedError<'paused'>
 export declare const PermissionDeniedError: CodedError<'permission_denied'>
 export declare const EncryptionError: CodedError<'encryption'>
 export declare const InvalidArgumentError: CodedError<'invalid_argument'>
 export declare const UnimplementedError: CodedError<'unimplemented'>
-export declare const InternalError: CodedError<'internal'>
-export declare const ClosedError: CodedError<'closed'>
+export declare const InternalServerError: CodedError<'internal'>
+export declare const ClientClosedError: CodedError<'closed'>
 export declare const ConfigError: CodedError<'config'>
 export declare const TlsError: CodedError<'tls'>
 export declare const ProtocolError: CodedError<'protocol'>
-export declare const CancelledError: CodedError<'cancelled'>
+export declare const RequestCancelledError: CodedError<'cancelled'>
 export declare const UnknownError: CodedError<'unknown'>
 
 /** Error code → class. */

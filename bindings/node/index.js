@@ -47,7 +47,7 @@ class LiftbridgeError extends Error {
 
 const RETRYABLE = new Set(['unavailable', 'disconnected', 'timeout', 'ack_timeout', 'not_leader'])
 
-/** One subclass per error code; `code` → class. */
+/** One subclass per error code; `code` → class. Names match the Python package's exceptions. */
 const ERROR_CLASSES = {}
 
 function defineError(name, code) {
@@ -71,23 +71,23 @@ const StreamDeletedError = defineError('StreamDeletedError', 'stream_deleted')
 const NotLeaderError = defineError('NotLeaderError', 'not_leader')
 const UnavailableError = defineError('UnavailableError', 'unavailable')
 const DisconnectedError = defineError('DisconnectedError', 'disconnected')
-const TimeoutError = defineError('TimeoutError', 'timeout')
+const RequestTimeoutError = defineError('RequestTimeoutError', 'timeout')
 const AckTimeoutError = defineError('AckTimeoutError', 'ack_timeout')
 const IncorrectOffsetError = defineError('IncorrectOffsetError', 'incorrect_offset')
-const TooLargeError = defineError('TooLargeError', 'too_large')
-const ReadonlyError = defineError('ReadonlyError', 'readonly')
+const MessageTooLargeError = defineError('MessageTooLargeError', 'too_large')
+const ReadonlyPartitionError = defineError('ReadonlyPartitionError', 'readonly')
 const EndOfReadonlyPartitionError = defineError('EndOfReadonlyPartitionError', 'end_of_readonly_partition')
-const PausedError = defineError('PausedError', 'paused')
+const PartitionPausedError = defineError('PartitionPausedError', 'paused')
 const PermissionDeniedError = defineError('PermissionDeniedError', 'permission_denied')
 const EncryptionError = defineError('EncryptionError', 'encryption')
 const InvalidArgumentError = defineError('InvalidArgumentError', 'invalid_argument')
 const UnimplementedError = defineError('UnimplementedError', 'unimplemented')
-const InternalError = defineError('InternalError', 'internal')
-const ClosedError = defineError('ClosedError', 'closed')
+const InternalServerError = defineError('InternalServerError', 'internal')
+const ClientClosedError = defineError('ClientClosedError', 'closed')
 const ConfigError = defineError('ConfigError', 'config')
 const TlsError = defineError('TlsError', 'tls')
 const ProtocolError = defineError('ProtocolError', 'protocol')
-const CancelledError = defineError('CancelledError', 'cancelled')
+const RequestCancelledError = defineError('RequestCancelledError', 'cancelled')
 const UnknownError = defineError('UnknownError', 'unknown')
 
 const CODED = /^\[([a-z_]+)\] ([\s\S]*)$/
@@ -714,7 +714,10 @@ class Client {
   async publish(stream, value, options) {
     checkString('stream', stream)
     const msg = nativeMessage(value, options)
-    this._flush() // keep order with earlier send() calls
+    // Hand earlier send() calls over first. They travel on the same publish stream, but publish() does not
+    // wait for them to be queued there, so order between the two is best effort; use send() alone for strict
+    // order.
+    this._flush()
     return call(this._native.publish(stream, msg))
   }
 
@@ -813,23 +816,23 @@ module.exports = {
   NotLeaderError,
   UnavailableError,
   DisconnectedError,
-  TimeoutError,
+  RequestTimeoutError,
   AckTimeoutError,
   IncorrectOffsetError,
-  TooLargeError,
-  ReadonlyError,
+  MessageTooLargeError,
+  ReadonlyPartitionError,
   EndOfReadonlyPartitionError,
-  PausedError,
+  PartitionPausedError,
   PermissionDeniedError,
   EncryptionError,
   InvalidArgumentError,
   UnimplementedError,
-  InternalError,
-  ClosedError,
+  InternalServerError,
+  ClientClosedError,
   ConfigError,
   TlsError,
   ProtocolError,
-  CancelledError,
+  RequestCancelledError,
   UnknownError,
   ERROR_CLASSES,
 }

@@ -9,13 +9,14 @@ import {
   NoSuchStreamError,
   NoSuchPartitionError,
   IncorrectOffsetError,
-  ReadonlyError,
+  ReadonlyPartitionError,
   EndOfReadonlyPartitionError,
-  ClosedError,
+  ClientClosedError,
   UnavailableError,
   InvalidArgumentError,
   ConfigError,
-  TimeoutError,
+  RequestTimeoutError,
+  PartitionPausedError,
   ERROR_CLASSES,
 } from '../index.js'
 import { startServer, freePort, uniqueName } from './server.mjs'
@@ -321,7 +322,7 @@ test('setStreamReadonly: publish rejects with readonly; a subscription ends with
   await client.publish(name, 'one')
   await client.setStreamReadonly(name)
   const err = await client.publish(name, 'two').catch((e) => e)
-  assert.ok(err instanceof ReadonlyError, String(err))
+  assert.ok(err instanceof ReadonlyPartitionError, String(err))
   assert.equal(err.code, 'readonly')
   const seen = []
   await assert.rejects(
@@ -336,7 +337,12 @@ test('setStreamReadonly: publish rejects with readonly; a subscription ends with
 })
 
 test('bad input: TypeError / RangeError before any network call', async () => {
-  await assert.rejects(client.publish(42, 'x'), TypeError)
+  await assert.rejects(client.publish(42, 'x'), { name: 'TypeError', message: 'stream must be a string, got number 42' })
+  await assert.rejects(client.publish('s', 'x', { partition: -1 }), { name: 'RangeError', message: 'partition must not be negative, got -1' })
+  await assert.rejects(client.publish('s', 'x', { ackPolicy: 'sometimes' }), {
+    name: 'RangeError',
+    message: 'ackPolicy must be one of "leader", "all", "none", got "sometimes"',
+  })
   await assert.rejects(client.publish('', 'x'), RangeError)
   await assert.rejects(client.publish('s', 42), TypeError)
   await assert.rejects(client.publish('s', 'x', { partition: -1 }), RangeError)
@@ -390,6 +396,10 @@ test('error classes: one per Rust error kind, instanceof and code agree', () => 
     assert.equal(cls.code, code)
   }
   assert.equal(Object.keys(ERROR_CLASSES).length, 25)
+  // The same names as the Python package's exceptions.
+  assert.equal(new ERROR_CLASSES.timeout('m').name, 'RequestTimeoutError')
+  assert.equal(new ERROR_CLASSES.closed('m').name, 'ClientClosedError')
+  assert.equal(new ERROR_CLASSES.paused('m').name, 'PartitionPausedError')
 })
 
 test('close: later calls reject with closed; Symbol.asyncDispose closes', async () => {
@@ -401,10 +411,10 @@ test('close: later calls reject with closed; Symbol.asyncDispose closes', async 
   const iterating = sub.next()
   await c.close()
   assert.equal(c.closed, true)
-  await assert.rejects(iterating, ClosedError)
-  await assert.rejects(c.publish(name, 'x'), (e) => e instanceof ClosedError && e.code === 'closed')
-  await assert.rejects(c.send(name, 'x'), ClosedError)
-  await assert.rejects(c.fetchMetadata(), ClosedError)
+  await assert.rejects(iterating, ClientClosedError)
+  await assert.rejects(c.publish(name, 'x'), (e) => e instanceof ClientClosedError && e.code === 'closed')
+  await assert.rejects(c.send(name, 'x'), ClientClosedError)
+  await assert.rejects(c.fetchMetadata(), ClientClosedError)
   await c.close() // idempotent
 
   const d = await Client.connect([server.addr])
@@ -417,7 +427,7 @@ test('waitForStream: resolves for an existing stream, times out with timeout for
   const name = await newStream({ partitions: 2 })
   const info = await client.waitForStream(name, 5_000)
   assert.deepEqual(Object.keys(info.partitions).sort(), ['0', '1'])
-  await assert.rejects(client.waitForStream(uniqueName('never'), 300), (e) => e instanceof TimeoutError && e.code === 'timeout' && e.retryable)
+  await assert.rejects(client.waitForStream(uniqueName('never'), 300), (e) => e instanceof RequestTimeoutError && e.code === 'timeout' && e.retryable)
   await assert.rejects(client.waitForStream(name, -1), RangeError)
 })
 
@@ -439,4 +449,22 @@ test('events: metadata refreshes and close are reported; break and signal end th
   ac.abort()
   await assert.rejects(pending, (e) => e.name === 'AbortError')
   assert.throws(() => client.events({ signal: 'x' }), TypeError)
+})
+
+test('subscribe to a paused partition: paused error, or resume: true resumes it', async () => {
+  const name = await newStream()
+  await client.publish(name, 'kept')
+  await client.pauseStream(name)
+  const err = await client
+    .subscribe(name, { start: 'earliest' })
+    .next()
+    .then(
+      () => null,
+      (e) => e,
+    )
+  assert.ok(err instanceof PartitionPausedError, String(err))
+  assert.equal(err.code, 'paused')
+  const [m] = await take(client.subscribe(name, { start: 'earliest', resume: true, prefetch: 1 }), 1)
+  assert.equal(m.value.toString(), 'kept')
+  assert.equal((await client.fetchStreamMetadata(name)).partitions['0'].paused, false)
 })

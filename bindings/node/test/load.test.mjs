@@ -44,7 +44,7 @@ test('a 100,000-message subscription delivers every offset once, in order', asyn
   assert.equal(bytes, N * 64)
 })
 
-test('no event-loop stall: a timer keeps firing during a fast subscription', async () => {
+test('no event-loop stall: a timer keeps firing during a fast subscription', async (t) => {
   const histogram = monitorEventLoopDelay({ resolution: 5 })
   histogram.enable()
   let ticks = 0
@@ -66,10 +66,14 @@ test('no event-loop stall: a timer keeps firing during a fast subscription', asy
   clearInterval(timer)
   histogram.disable()
   assert.equal(n, N)
-  // The timer must have run throughout: at least a third of the 5 ms slots, and no gap near the whole run.
-  const slots = Math.floor(elapsed / 5)
-  assert.ok(ticks >= Math.min(3, slots / 3), `timer fired ${ticks} times in ${elapsed.toFixed(0)} ms`)
-  assert.ok(worstGap < Math.max(250, elapsed / 2), `worst timer gap ${worstGap.toFixed(1)} ms over a ${elapsed.toFixed(0)} ms run`)
   const p99 = histogram.percentile(99) / 1e6
+  t.diagnostic(`${n} messages in ${elapsed.toFixed(0)} ms; 5 ms timer fired ${ticks} times, worst gap ${worstGap.toFixed(1)} ms; event-loop delay p99 ${p99.toFixed(1)} ms`)
+  // The timer must have run throughout the subscription (a loop that drained the subscription without
+  // yielding would hold it off for the whole run, seconds here): in at least a tenth of its 5 ms slots and
+  // never held off for half a second. The bounds leave room for a CPU shared with other processes (CI boxes
+  // run compilers beside the tests, and a descheduled process misses timers through no fault of its own).
+  const slots = Math.floor(elapsed / 5)
+  assert.ok(ticks >= slots / 10, `timer fired ${ticks} times in ${elapsed.toFixed(0)} ms (${slots} slots)`)
+  assert.ok(worstGap < 500, `worst timer gap ${worstGap.toFixed(1)} ms over a ${elapsed.toFixed(0)} ms run`)
   assert.ok(p99 < 250, `event-loop delay p99 ${p99.toFixed(1)} ms`)
 })

@@ -34,7 +34,7 @@ where
 }
 
 /// A Liftbridge client. Create it with `await Client.connect([...])`; use it as `async with` to close it.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Client {
     inner: liftbridge::Client,
 }
@@ -649,9 +649,8 @@ impl Client {
             expected_offset,
         )?;
         let client = self.inner.clone();
-        Bridge::current(py)?.spawn(
+        Bridge::current(py)?.spawn_eager(
             py,
-            false,
             async move { client.send(&stream, msg).await },
             |py, bridge, result| match result {
                 Ok(ack) => Ok(bridge.spawn(py, false, ack, convert(Ack))?.unbind()),
@@ -757,6 +756,29 @@ impl Client {
             opts,
             all_partitions,
         ))
+    }
+
+    /// The client's connection and cluster events from now on, as an async iterator of `Event`s.
+    fn events(&self) -> crate::event::Events {
+        crate::event::Events::new(self.inner.events())
+    }
+
+    /// The server leading a partition (from the cache; fetched when not cached).
+    fn leader_of<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &Bound<'py, PyAny>,
+        partition: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stream = name_arg("stream", stream)?;
+        let partition = partition_arg(partition)?;
+        let client = self.inner.clone();
+        Bridge::current(py)?.spawn(
+            py,
+            true,
+            async move { client.leader_of(&stream, partition).await },
+            convert(crate::metadata::BrokerInfo),
+        )
     }
 
     fn __repr__(&self) -> String {

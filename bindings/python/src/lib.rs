@@ -11,6 +11,7 @@
 //! | `runtime.rs` | the tokio runtime, the per-event-loop [`runtime::Bridge`] that completes asyncio futures in batches, `Ready` (an already finished awaitable) |
 //! | `client.rs` | `Client`: connect options, admin calls, publish/send/publish_to_subject, subscribe |
 //! | `subscription.rs` | `Subscription`: the async iterator that pulls messages in batches |
+//! | `event.rs` | `Event` and the `Events` async iterator (`Client.events()`) |
 //! | `message.rs` | `Message` (received) and `Ack`, frozen |
 //! | `metadata.rs` | `Metadata`, `BrokerInfo`, `StreamInfo`, `PartitionInfo`, `EventTimestamps` |
 //! | `options.rs` | `AckPolicy`, `PartitionBy`, `StartPosition`, `StopPosition`, `TlsOptions`; checked argument conversions |
@@ -18,6 +19,7 @@
 
 mod client;
 mod errors;
+mod event;
 mod message;
 mod metadata;
 mod options;
@@ -37,6 +39,8 @@ fn _mark_finalizing() {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_class::<subscription::Subscription>()?;
+    m.add_class::<event::Event>()?;
+    m.add_class::<event::Events>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<message::Ack>()?;
     m.add_class::<metadata::Metadata>()?;

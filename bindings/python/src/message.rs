@@ -8,7 +8,7 @@ use pyo3::types::{PyBytes, PyDict};
 use crate::options::{AckPolicy, datetime_from_nanos, datetime_from_time, nanos_of};
 
 /// A message read from a stream partition (frozen).
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Message(pub ReceivedMessage);
 
 #[pymethods]
@@ -112,7 +112,7 @@ impl Message {
 }
 
 /// The acknowledgement of a published message: where and when it was stored (frozen).
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Ack(pub RsAck);
 
 #[pymethods]

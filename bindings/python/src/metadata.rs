@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 use crate::options::datetime_from_time;
 
 /// A snapshot of the cluster: servers and streams.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Metadata(pub liftbridge::Metadata);
 
 #[pymethods]
@@ -58,7 +58,7 @@ impl Metadata {
 }
 
 /// A server of the cluster.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct BrokerInfo(pub liftbridge::BrokerInfo);
 
 #[pymethods]
@@ -99,7 +99,7 @@ impl BrokerInfo {
 }
 
 /// A stream and its partitions.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct StreamInfo(pub liftbridge::StreamInfo);
 
 #[pymethods]
@@ -148,7 +148,7 @@ impl StreamInfo {
 }
 
 /// A partition: leader, replicas, offsets, flags.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct PartitionInfo(pub liftbridge::PartitionInfo);
 
 #[pymethods]
@@ -222,7 +222,7 @@ impl PartitionInfo {
 }
 
 /// The first and latest time an event happened (`None` when it never did).
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct EventTimestamps(pub liftbridge::EventTimestamps);
 
 #[pymethods]

@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt};
 
 /// When the server acknowledges a published message.
-#[pyclass(module = "liftbridge._native", eq, eq_int, frozen, hash)]
+#[pyclass(module = "liftbridge", eq, eq_int, frozen, hash)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AckPolicy {
     /// Once the partition leader has stored it (the default).
@@ -47,7 +47,7 @@ impl From<liftbridge::AckPolicy> for AckPolicy {
 }
 
 /// How the client picks a message's partition when none is given.
-#[pyclass(module = "liftbridge._native", eq, eq_int, frozen, hash)]
+#[pyclass(module = "liftbridge", eq, eq_int, frozen, hash)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PartitionBy {
     /// By hashing the key (same key, same partition).
@@ -319,7 +319,7 @@ pub fn time_arg(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
 
 /// Where a subscription starts: `StartPosition.NEW_ONLY` (default), `EARLIEST`, `LATEST`, or
 /// `StartPosition.offset(n)`, `.timestamp(datetime)`, `.time_delta(timedelta)`.
-#[pyclass(module = "liftbridge._native", frozen, eq)]
+#[pyclass(module = "liftbridge", frozen, eq)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartPosition(pub liftbridge::StartPosition);
 
@@ -393,7 +393,7 @@ impl StartPosition {
 
 /// Where a subscription stops (the iteration then ends): `StopPosition.LATEST`, `StopPosition.offset(n)`,
 /// `StopPosition.timestamp(datetime)`.
-#[pyclass(module = "liftbridge._native", frozen, eq)]
+#[pyclass(module = "liftbridge", frozen, eq)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct StopPosition(pub liftbridge::StopPosition);
 
@@ -441,7 +441,7 @@ impl StopPosition {
 
 /// TLS settings for `Client.connect(tls=...)`: trusted CAs (PEM text or file, and/or the system roots), an
 /// optional client identity for mutual TLS, and the server name to verify.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 #[derive(Debug, Clone)]
 pub struct TlsOptions(pub liftbridge::TlsOptions);
 

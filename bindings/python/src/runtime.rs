@@ -7,7 +7,7 @@
 //! one wake-up of the loop drains everything that finished meanwhile, on the loop's thread. Under load
 //! (pipelined publishes, subscriptions) one wake-up completes hundreds of futures.
 //!
-//! The wake-up is one byte written to a pipe whose reading end the loop watches (`loop.add_reader`): tokio
+//! The wake-up is one byte written to a socket pair (non-blocking both ends) whose reading end the loop watches (`loop.add_reader`): tokio
 //! threads never take the GIL, so they never compete with the loop's thread for it. Loops without
 //! `add_reader` (Windows' proactor) are woken with `call_soon_threadsafe` from a blocking-pool thread instead.
 //! Results are turned into Python objects on the loop's thread, inside the drain.
@@ -64,8 +64,33 @@ pub struct Bridge {
     closed: AtomicBool,
     /// The Python callable that drains this bridge (created once; holds a weak reference back).
     drainer: OnceLock<Py<PyAny>>,
-    /// The pipe the loop watches, when it supports `add_reader`.
-    pipe: Option<(std::io::PipeReader, std::io::PipeWriter)>,
+    /// The wake-up pipe the loop watches (reading end, writing end), when it supports `add_reader`.
+    pipe: Option<WakePipe>,
+}
+
+/// A non-blocking socket pair: reading end, writing end.
+#[cfg(unix)]
+type WakePipe = (
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+);
+/// Never created off Unix (the loop is woken with `call_soon_threadsafe` there).
+#[cfg(not(unix))]
+type WakePipe = (std::io::PipeReader, std::io::PipeWriter);
+
+/// A wake-up pipe, where the platform has one loops can watch.
+fn wake_pipe() -> Option<WakePipe> {
+    #[cfg(unix)]
+    {
+        let (r, w) = std::os::unix::net::UnixStream::pair().ok()?;
+        r.set_nonblocking(true).ok()?;
+        w.set_nonblocking(true).ok()?;
+        Some((r, w))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 thread_local! {
@@ -87,12 +112,7 @@ impl Bridge {
         if let Some(old) = previous {
             old.unwatch(py);
         }
-        // Only Unix loops watch file descriptors (`add_reader`); elsewhere the fallback wakes the loop.
-        let pipe = if cfg!(unix) {
-            std::io::pipe().ok()
-        } else {
-            None
-        };
+        let pipe = wake_pipe();
         let mut bridge = Arc::new(Bridge {
             event_loop: event_loop.clone().unbind(),
             pending: Mutex::new(Vec::new()),
@@ -185,6 +205,38 @@ impl Bridge {
         Ok(py_fut)
     }
 
+    /// Like [`spawn`](Bridge::spawn) (not cancellable), but first polls `fut` once on the calling thread: when it
+    /// is ready at once (a publish queued without waiting for room in the window), the result comes back as a
+    /// [`Ready`] awaitable and the event loop is not involved at all. Otherwise the same future continues on
+    /// the runtime.
+    pub fn spawn_eager<'py, F, T>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        fut: F,
+        convert: impl FnOnce(Python<'_>, &Arc<Bridge>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut fut = Box::pin(fut);
+        let polled = {
+            let _runtime = runtime().enter();
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            fut.as_mut().poll(&mut cx)
+        };
+        match polled {
+            std::task::Poll::Ready(value) => {
+                let ready = match convert(py, self, value) {
+                    Ok(v) => Ready::new(v),
+                    Err(e) => Ready::failed(e.into_value(py).into_any()),
+                };
+                Ok(Bound::new(py, ready)?.into_any())
+            }
+            std::task::Poll::Pending => self.spawn(py, false, fut, convert),
+        }
+    }
+
     /// Queues a result and makes sure a drain is scheduled (called on tokio threads, without the GIL).
     fn complete(self: &Arc<Self>, future: Py<PyAny>, convert: Convert) {
         if self.closed.load(Ordering::Acquire) || FINALIZING.load(Ordering::Acquire) {
@@ -200,9 +252,12 @@ impl Bridge {
         }
         if let Some((_, mut writer)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
             use std::io::Write;
-            // One byte per wake-up; the drain reads it. A failed write means the loop is gone.
-            if writer.write_all(&[1]).is_err() {
-                self.closed.store(true, Ordering::Release);
+            // One byte per wake-up; the drain reads it. A full buffer means bytes are waiting to be read anyway;
+            // any other failure means the loop is gone.
+            match writer.write(&[1]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => self.closed.store(true, Ordering::Release),
             }
             return;
         }
@@ -236,7 +291,7 @@ impl Bridge {
     fn drain(self: &Arc<Self>, py: Python<'_>) {
         if let Some((mut reader, _)) = self.pipe.as_ref().map(|(r, w)| (r, w)) {
             use std::io::Read;
-            // Called because the pipe is readable, so this read does not block. It comes before clearing the
+            // Non-blocking (a spurious call reads nothing). It comes before clearing the
             // flag: a byte written after the flag is cleared stays for the next drain, so no wake-up is lost
             // (clearing first would let this read swallow the byte of a producer that set the flag again).
             let mut buf = [0u8; 64];
@@ -285,15 +340,25 @@ pub fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// An already finished awaitable: `await ready` returns its value without a trip through the event loop.
-#[pyclass(module = "liftbridge._native", frozen)]
+#[pyclass(module = "liftbridge", frozen)]
 pub struct Ready {
     value: Py<PyAny>,
+    /// The exception `await` raises instead, if any.
+    error: Option<Py<PyAny>>,
 }
 
 impl Ready {
     /// An awaitable that returns `value`.
     pub fn new(value: Py<PyAny>) -> Ready {
-        Ready { value }
+        Ready { value, error: None }
+    }
+
+    /// An awaitable that raises `exception` (an exception instance).
+    pub fn failed(exception: Py<PyAny>) -> Ready {
+        Python::attach(|py| Ready {
+            value: py.None(),
+            error: Some(exception),
+        })
     }
 }
 
@@ -308,6 +373,9 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(e) = &self.error {
+            return Err(PyErr::from_value(e.bind(py).clone()));
+        }
         Err(pyo3::exceptions::PyStopIteration::new_err((self
             .value
             .clone_ref(py),)))

@@ -115,7 +115,7 @@ impl Shared {
 }
 
 /// An async iterator of `Message`s (see the module docs).
-#[pyclass(module = "liftbridge._native", frozen, weakref)]
+#[pyclass(module = "liftbridge", frozen, weakref)]
 pub struct Subscription {
     shared: Arc<Shared>,
     /// Messages fetched and not yet returned (only touched on the event loop's thread).

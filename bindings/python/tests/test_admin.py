@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -139,3 +140,30 @@ async def test_wait_for_missing_stream_times_out(client, stream_name):
         await client.wait_for_stream(stream_name, 0.3)
     assert e.value.code == "timeout"
     assert e.value.retryable is True
+
+
+async def test_events_and_leader_of(server, stream_name):
+    async with await liftbridge.Client.connect([server.addr]) as c:
+        events = c.events()
+        await c.create_stream(stream_name, stream_name)
+        await c.wait_for_stream(stream_name, 10)
+        leader = await c.leader_of(stream_name, 0)
+        assert leader.addr == server.addr
+        await c.fetch_metadata()  # refreshes the cache: a metadata_refreshed event
+        seen = []
+        async for e in events:
+            seen.append(e.kind)
+            if e.kind == "metadata_refreshed":
+                brokers, streams = e.counts
+                assert brokers == 1 and streams >= 1
+                assert e.addr is None and e.stream is None
+                break
+        assert "metadata_refreshed" in seen
+        closed_events = c.events()
+    async def until_closed():
+        async for e in closed_events:
+            if e.kind == "closed":
+                return True
+        return False
+
+    assert await asyncio.wait_for(until_closed(), 10)

@@ -162,3 +162,26 @@ async def test_wrong_types_fail_before_the_network(client, stream):
 def test_network_calls_need_a_running_loop():
     with pytest.raises(RuntimeError):
         liftbridge.Client.connect(["127.0.0.1:9292"])
+
+
+async def test_ack_timeout(server, stream):
+    async with await liftbridge.Client.connect([server.addr], ack_timeout=timedelta(microseconds=1)) as c:
+        with pytest.raises(liftbridge.AckTimeoutError) as e:
+            for _ in range(50):  # an ack may still beat a 1 µs deadline now and then
+                await c.publish(stream, b"x")
+        assert e.value.code == "ack_timeout" and e.value.retryable
+
+
+async def test_stream_deleted_while_subscribed(client, stream):
+    await client.publish(stream, b"x")
+    sub = client.subscribe(stream, start=StartPosition.EARLIEST)
+    assert (await sub.__anext__()).value == b"x"
+    await client.delete_stream(stream)
+
+    async def drain():
+        async for _ in sub:
+            pass
+
+    with pytest.raises(liftbridge.StreamDeletedError) as e:
+        await asyncio.wait_for(drain(), 15)
+    assert e.value.code == "stream_deleted"
