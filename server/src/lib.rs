@@ -19,3 +19,4 @@ pub mod metadata;
 pub mod partition;
 pub mod server;
 pub mod signal;
+pub mod tls;
