@@ -22,3 +22,4 @@ pub mod partition;
 pub mod presence;
 pub mod server;
 pub mod signal;
+pub mod tls;

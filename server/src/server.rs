@@ -50,6 +50,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(String),
+    /// The TLS settings (`tls.*`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running server's handles, for tests and embedding.
@@ -62,6 +65,9 @@ pub struct ServerInfo {
     /// `nats://…` of the embedded broker, when the server runs one (standalone mode).
     pub nats_url: Option<String>,
 }
+
+/// HTTP/2 connection flow-control window of the gRPC API (see where it is set).
+const GRPC_CONNECTION_WINDOW: u32 = 4 << 20;
 
 /// The Liftbridge server.
 #[derive(Debug)]
@@ -85,6 +91,8 @@ impl Server {
         on_ready: impl FnOnce(ServerInfo),
     ) -> Result<(), ServerError> {
         let config = Arc::new(config);
+        // Checked first: a bad certificate path stops the server before it touches NATS or the data dir.
+        let tls = crate::tls::server_tls(&config.tls)?;
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::DataDir {
             path: data_dir.display().to_string(),
@@ -201,7 +209,18 @@ impl Server {
                 let _ = stop_tx.send(true);
             }
         };
-        let served = tonic::transport::Server::builder()
+        let mut grpc = tonic::transport::Server::builder()
+            // A connection window well above the per-stream one (64 KiB): h2 allows small unread DATA frames up
+            // to half the connection window in framing overhead, so a client streaming many small PublishAsync
+            // requests one frame each (grpcio does) must not trip its "too_many_data_frames" GOAWAY while
+            // this server briefly lags; each stream's own flow control still bounds what it buffers.
+            .initial_connection_window_size(Some(GRPC_CONNECTION_WINDOW));
+        if let Some(tls) = tls {
+            grpc = grpc
+                .tls_config(tls)
+                .map_err(|e| ServerError::Transport(format!("TLS: {e}")))?;
+        }
+        let served = grpc
             .add_service(health_service)
             .add_service(ApiServer::new(ApiService::new(ctx)).max_decoding_message_size(64 << 20))
             // TCP_NODELAY on every accepted connection: without it Nagle holds back small HTTP/2 frames (acks,
