@@ -1,5 +1,5 @@
 //! `liftbridge-bench`: producer and consumer benchmarks against Liftbridge or JetStream, and `compare`, the
-//! side-by-side suite. See the crate documentation (`bench/src/lib.rs`) and `docs/perf-bench.md`.
+//! side-by-side suite. See the crate documentation (`bench/src/lib.rs`) and `docs/performance.md`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
