@@ -8,40 +8,17 @@ mod support;
 use std::time::Duration;
 
 use cluster::process::Proc;
-use cluster::{Publisher, check_replicas, retry_unavailable, wait_brokers_at, wait_partition};
-use liftbridge_proto::pb;
-use support::{NatsServer, create_request};
+use cluster::{Publisher, check_replicas, wait_partition};
+use support::NatsServer;
 
 #[tokio::test]
 async fn two_leader_changes_in_quick_succession() {
     let nats = NatsServer::start();
     let root = tempfile::tempdir().unwrap();
-    let mut procs: Vec<Proc> = ["a", "b", "c", "d", "e"]
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Proc::start(&nats.url, "crash", &root.path().join(id), id, i == 0))
-        .collect();
-    for p in &procs {
-        wait_brokers_at(&mut p.client().await, 5).await;
-    }
-    cluster::wait_voters(&nats.url, "crash", 5).await;
+    let mut procs =
+        cluster::start_procs(&nats.url, "crash", root.path(), &["a", "b", "c", "d", "e"]).await;
     let mut admin = procs[0].client().await;
-    retry_unavailable(|| {
-        let mut c = admin.clone();
-        async move {
-            c.create_stream(pb::CreateStreamRequest {
-                replication_factor: 3,
-                ..create_request("cr", "cr", 1)
-            })
-            .await
-        }
-    })
-    .await
-    .expect("create");
-    let p = wait_partition(&mut admin, "cr", Duration::from_secs(15), |p| {
-        p.isr.len() == 3
-    })
-    .await;
+    let p = cluster::create_with_isr(&mut admin, cluster::replicated("cr", 3), 3).await;
     let replicas = p.replicas.clone();
     let first = p.leader.clone();
     // Publish through a server that holds no replica, so it survives both kills.

@@ -6,41 +6,16 @@ mod support;
 
 use std::time::Duration;
 
-use cluster::process::Proc;
-use cluster::{Publisher, check_replicas, retry_unavailable, wait_brokers_at, wait_partition};
-use liftbridge_proto::pb;
-use support::{NatsServer, create_request};
+use cluster::{Publisher, check_replicas, wait_partition};
+use support::NatsServer;
 
 #[tokio::test]
 async fn killed_follower_restarts_with_old_log_and_rejoins() {
     let nats = NatsServer::start();
     let root = tempfile::tempdir().unwrap();
-    let mut procs: Vec<Proc> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Proc::start(&nats.url, "catchup", &root.path().join(id), id, i == 0))
-        .collect();
-    for p in &procs {
-        wait_brokers_at(&mut p.client().await, 3).await;
-    }
-    cluster::wait_voters(&nats.url, "catchup", 3).await;
+    let mut procs = cluster::start_procs(&nats.url, "catchup", root.path(), &["a", "b", "c"]).await;
     let mut admin = procs[0].client().await;
-    retry_unavailable(|| {
-        let mut c = admin.clone();
-        async move {
-            c.create_stream(pb::CreateStreamRequest {
-                replication_factor: 3,
-                ..create_request("cu", "cu", 1)
-            })
-            .await
-        }
-    })
-    .await
-    .expect("create");
-    let p = wait_partition(&mut admin, "cu", Duration::from_secs(15), |p| {
-        p.isr.len() == 3
-    })
-    .await;
+    let p = cluster::create_with_isr(&mut admin, cluster::replicated("cu", 3), 3).await;
     let leader = p.leader.clone();
     let follower = procs.iter().position(|p| p.id != leader).unwrap();
     let publish_via = procs.iter().position(|p| p.id == leader).unwrap();

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use cluster::checker::{self, History};
-use cluster::{publish_all, wait_brokers_at as wait_brokers, wait_partition};
+use cluster::{publish_all, wait_partition};
 use liftbridge_proto::pb;
 use support::{NatsServer, create_request};
 
@@ -107,39 +107,15 @@ async fn sigkill_partition_leader_during_all_publishes() {
 }
 
 async fn sigkill_run(run: usize) {
-    use cluster::process::Proc;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let nats = NatsServer::start();
     let root = tempfile::tempdir().unwrap();
     let ns = format!("kill{run}");
-    let mut procs: Vec<Proc> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Proc::start(&nats.url, &ns, &root.path().join(id), id, i == 0))
-        .collect();
-    for p in &procs {
-        wait_brokers(&mut p.client().await, 3).await;
-    }
-    cluster::wait_voters(&nats.url, &ns, 3).await;
+    let mut procs = cluster::start_procs(&nats.url, &ns, root.path(), &["a", "b", "c"]).await;
     let mut admin = procs[1].client().await;
-    cluster::retry_unavailable(|| {
-        let mut c = admin.clone();
-        async move {
-            c.create_stream(pb::CreateStreamRequest {
-                replication_factor: 3,
-                ..create_request("core", "core", 1)
-            })
-            .await
-        }
-    })
-    .await
-    .expect("create RF=3");
-    let p = wait_partition(&mut admin, "core", Duration::from_secs(15), |p| {
-        p.isr.len() == 3
-    })
-    .await;
+    let p = cluster::create_with_isr(&mut admin, cluster::replicated("core", 3), 3).await;
     let leader = p.leader.clone();
     let publisher_at = procs.iter().position(|p| p.id != leader).unwrap();
     let mut client = procs[publisher_at].client().await;

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cluster::{Publisher, check_replicas, retry_unavailable, wait_partition};
-use liftbridge_proto::pb;
+use cluster::{Publisher, check_replicas, wait_partition};
 use parking_lot::Mutex;
-use support::{NatsServer, TestServer, create_request};
+use support::{NatsServer, TestServer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -96,22 +95,7 @@ async fn leader_isolated_from_nats_and_back() {
     }
     cluster::wait_voters(&nats.url, "liftbridge-default", 3).await;
     let mut admin = servers[0].client().await;
-    retry_unavailable(|| {
-        let mut c = admin.clone();
-        async move {
-            c.create_stream(pb::CreateStreamRequest {
-                replication_factor: 3,
-                ..create_request("np", "np", 1)
-            })
-            .await
-        }
-    })
-    .await
-    .expect("create");
-    let p = wait_partition(&mut admin, "np", Duration::from_secs(15), |p| {
-        p.isr.len() == 3
-    })
-    .await;
+    let p = cluster::create_with_isr(&mut admin, cluster::replicated("np", 3), 3).await;
     let leader = p.leader.clone();
     let victim = servers.iter().position(|s| s.server_id == leader).unwrap();
     let witness = (victim + 1) % servers.len();

@@ -80,6 +80,17 @@ async fn tls_client(
     Ok(ApiClient::new(channel))
 }
 
+/// Whether a connection attempt got no API: the connection or its first call failed.
+async fn refused(connection: Result<ApiClient<Channel>, tonic::transport::Error>) -> bool {
+    match connection {
+        Err(_) => true,
+        Ok(mut client) => client
+            .fetch_metadata(pb::FetchMetadataRequest::default())
+            .await
+            .is_err(),
+    }
+}
+
 async fn publish_one(client: &mut ApiClient<Channel>) -> Result<i64, tonic::Status> {
     client
         .create_stream(create_request("secure", "secure", 1))
@@ -110,24 +121,15 @@ async fn publish_over_tls_and_plain_text_is_refused() {
 
     // A plain-text HTTP/2 client gets no API from a TLS server.
     let plain = ApiClient::connect(format!("http://{}", server.addr)).await;
-    let refused = match plain {
-        Err(_) => true,
-        Ok(mut c) => c
-            .fetch_metadata(pb::FetchMetadataRequest::default())
-            .await
-            .is_err(),
-    };
-    assert!(refused, "plain text must not reach a TLS server's API");
+    let plain_refused = refused(plain).await;
+    assert!(
+        plain_refused,
+        "plain text must not reach a TLS server's API"
+    );
 
     // A client that does not trust the server's CA fails the handshake.
     let other = Pki::new();
-    let untrusted = match tls_client(&server, &other.ca_pem, None).await {
-        Err(_) => true,
-        Ok(mut c) => c
-            .fetch_metadata(pb::FetchMetadataRequest::default())
-            .await
-            .is_err(),
-    };
+    let untrusted = refused(tls_client(&server, &other.ca_pem, None).await).await;
     assert!(
         untrusted,
         "a server certificate from an unknown CA must be refused"
@@ -145,13 +147,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let server = TestServer::start_standalone(&dir.path().join("data"), |c| c.tls = tls).await;
 
     // Without a client certificate: no API.
-    let anonymous = match tls_client(&server, &server_pki.ca_pem, None).await {
-        Err(_) => true,
-        Ok(mut c) => c
-            .fetch_metadata(pb::FetchMetadataRequest::default())
-            .await
-            .is_err(),
-    };
+    let anonymous = refused(tls_client(&server, &server_pki.ca_pem, None).await).await;
     assert!(
         anonymous,
         "mutual TLS must refuse a client without a certificate"
@@ -159,13 +155,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 
     // With a certificate signed by another CA: no API.
     let stranger = Pki::new().issue(&["client"], ExtendedKeyUsagePurpose::ClientAuth);
-    let foreign = match tls_client(&server, &server_pki.ca_pem, Some(stranger)).await {
-        Err(_) => true,
-        Ok(mut c) => c
-            .fetch_metadata(pb::FetchMetadataRequest::default())
-            .await
-            .is_err(),
-    };
+    let foreign = refused(tls_client(&server, &server_pki.ca_pem, Some(stranger)).await).await;
     assert!(
         foreign,
         "mutual TLS must refuse a certificate from an unknown CA"

@@ -207,6 +207,55 @@ pub async fn wait_brokers_at(client: &mut ApiClient<Channel>, n: usize) {
     }
 }
 
+/// A one-partition stream named `name` (also its subject) replicated `rf` times.
+pub fn replicated(name: &str, rf: i32) -> pb::CreateStreamRequest {
+    pb::CreateStreamRequest {
+        replication_factor: rf,
+        ..crate::support::create_request(name, name, 1)
+    }
+}
+
+/// Creates the stream of `request` through `client` (retrying while there is no metadata leader), then waits
+/// until its partition 0 has `isr` in-sync replicas and returns that partition.
+pub async fn create_with_isr(
+    client: &mut ApiClient<Channel>,
+    request: pb::CreateStreamRequest,
+    isr: usize,
+) -> pb::PartitionMetadata {
+    let name = request.name.clone();
+    retry_unavailable(|| {
+        let mut c = client.clone();
+        let request = request.clone();
+        async move { c.create_stream(request).await }
+    })
+    .await
+    .expect("create stream");
+    wait_partition(client, &name, Duration::from_secs(15), |p| {
+        p.isr.len() == isr
+    })
+    .await
+}
+
+/// Starts one child process per id (the first bootstraps as the Raft seed) in `namespace`, and waits until each
+/// lists all of them and all are Raft voters.
+pub async fn start_procs(
+    nats_url: &str,
+    namespace: &str,
+    root: &std::path::Path,
+    ids: &[&str],
+) -> Vec<process::Proc> {
+    let procs: Vec<process::Proc> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| process::Proc::start(nats_url, namespace, &root.join(id), id, i == 0))
+        .collect();
+    for p in &procs {
+        wait_brokers_at(&mut p.client().await, ids.len()).await;
+    }
+    wait_voters(nats_url, namespace, ids.len()).await;
+    procs
+}
+
 /// Waits until partition 0 of `stream`, as `client` sees it, satisfies `check`.
 pub async fn wait_partition(
     client: &mut ApiClient<Channel>,
