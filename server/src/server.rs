@@ -233,20 +233,35 @@ impl Server {
 
         tracing::info!("shutting down: stopping partitions");
         let _ = stop_tx.send(true);
-        let _ = manager_task.await;
+        // Every step below may wait on NATS (a final flush, a Raft message, a follower's fetch); with NATS gone
+        // those waits never end, so each step gets a deadline and shutdown always completes.
+        shutdown_step("partitions", manager_task).await;
         presence.stop();
         if let Some(task) = query_task {
             task.abort();
         }
         if let Some(task) = controller_task {
-            let _ = task.await;
+            shutdown_step("controller", task).await;
         }
-        metadata.shutdown().await;
-        let _ = bus.flush().await;
+        shutdown_step("metadata", metadata.shutdown()).await;
+        shutdown_step("NATS flush", bus.flush()).await;
         if let Some(broker) = broker {
             broker.shutdown().await;
         }
         served.map_err(|e| ServerError::Transport(e.to_string()))
+    }
+}
+
+/// How long one shutdown step may take before the server goes on without it.
+const SHUTDOWN_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one shutdown step, giving up (with a warning) after [`SHUTDOWN_STEP`].
+async fn shutdown_step<T>(what: &str, step: impl Future<Output = T>) {
+    if tokio::time::timeout(SHUTDOWN_STEP, step).await.is_err() {
+        tracing::warn!(
+            step = what,
+            "shutdown step did not finish in {SHUTDOWN_STEP:?}; going on without it"
+        );
     }
 }
 

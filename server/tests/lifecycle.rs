@@ -436,3 +436,20 @@ async fn shutdown_ends_open_streams_promptly() {
     let end = tokio::time::timeout(WAIT, session.next()).await.unwrap();
     assert!(matches!(end, Some(Err(_)) | None), "{end:?}");
 }
+
+#[tokio::test]
+async fn stops_promptly_when_nats_is_already_gone() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&nats.url, dir.path(), |_| {}).await;
+    let mut client = server.client().await;
+    client
+        .create_stream(create_request("gone", "gone", 1))
+        .await
+        .unwrap();
+    nats.stop();
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("the server stops within 20 s although NATS is unreachable")
+        .unwrap();
+}
