@@ -496,12 +496,14 @@ async fn run(
     let mut armed: Option<Instant> = None;
     let op = Op::Publish { stream: "" };
     let failure: Error = loop {
-        let front = shared.state.lock().deadlines.front().map(|d| d.0);
-        if front != armed {
-            if let Some(t) = front {
+        // The timer is armed at the oldest deadline when it is not armed yet, and never moved while armed:
+        // an ack that removes the oldest message leaves it to fire early once (then it re-arms at the new
+        // oldest). Resetting it on every ack took the runtime's timer lock once per message.
+        if armed.is_none() {
+            armed = shared.state.lock().deadlines.front().map(|d| d.0);
+            if let Some(t) = armed {
                 timer.as_mut().reset(t);
             }
-            armed = front;
         }
         tokio::select! {
             opened = &mut call, if responses.is_none() => match opened {
