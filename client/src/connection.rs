@@ -52,20 +52,29 @@ impl Connections {
         }
     }
 
+    /// The shared channel to `addr` (`host:port`), created on first use.
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock();
+        match channels.get(addr) {
+            Some(c) => Ok(c.clone()),
+            None => {
+                let c = self.endpoint(addr)?.connect_lazy();
+                channels.insert(addr.to_string(), c.clone());
+                Ok(c)
+            }
+        }
+    }
+
     /// An API client for `addr` (`host:port`), over the shared channel.
     pub(crate) fn api(&self, addr: &str) -> Result<ApiClient<Channel>> {
-        let channel = {
-            let mut channels = self.channels.lock();
-            match channels.get(addr) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.endpoint(addr)?.connect_lazy();
-                    channels.insert(addr.to_string(), c.clone());
-                    c
-                }
-            }
-        };
-        Ok(ApiClient::new(channel)
+        Ok(ApiClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.settings.max_recv_message_size)
+            .max_encoding_message_size(self.settings.max_send_message_size))
+    }
+
+    /// A raw gRPC client for `addr`, over the shared channel, for calls made with a codec of our own.
+    pub(crate) fn grpc(&self, addr: &str) -> Result<tonic::client::Grpc<Channel>> {
+        Ok(tonic::client::Grpc::new(self.channel(addr)?)
             .max_decoding_message_size(self.settings.max_recv_message_size)
             .max_encoding_message_size(self.settings.max_send_message_size))
     }

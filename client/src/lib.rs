@@ -48,7 +48,8 @@
 //! | `metadata.rs` | [`Metadata`], [`BrokerInfo`], [`StreamInfo`], [`PartitionInfo`] and the metadata cache |
 //! | `publish.rs` | the `PublishAsync` stream per server, the in-flight window, [`AckFuture`] |
 //! | `subscribe.rs` | [`Subscription`]: per-partition reader tasks, resubscribe, how a subscription ends |
-//! | `message.rs` | [`Message`] (to publish), [`ReceivedMessage`], [`Ack`], NATS envelope helpers |
+//! | `message.rs` | [`Message`] (to publish), [`Ack`], NATS envelope helpers |
+//! | `received.rs` | [`ReceivedMessage`], decoded without copying by the subscription's gRPC codec |
 //! | `partition.rs` | [`Partitioning`], the [`Partitioner`] trait, [`KeyPartitioner`], [`RoundRobinPartitioner`] |
 //! | [`options`] | defaults (`DEFAULT_*`), [`RetryPolicy`], [`StreamOptions`], [`SubscribeOptions`], positions, [`AckPolicy`] |
 //! | `tls.rs` | [`TlsOptions`]: rustls (ring), CA, mutual TLS, server name |
@@ -89,6 +90,7 @@ mod metadata;
 pub mod options;
 mod partition;
 mod publish;
+mod received;
 mod subscribe;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -98,13 +100,14 @@ pub use crate::client::{Client, ClientBuilder};
 pub use crate::connection::DEFAULT_PORT;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{EVENT_BUFFER, Event, Events};
-pub use crate::message::{Ack, Message, ReceivedMessage};
+pub use crate::message::{Ack, Message};
 pub use crate::metadata::{BrokerInfo, EventTimestamps, Metadata, PartitionInfo, StreamInfo};
 pub use crate::options::{
     AckPolicy, RetryPolicy, StartPosition, StopPosition, StreamOptions, SubscribeOptions,
 };
 pub use crate::partition::{KeyPartitioner, Partitioner, Partitioning, RoundRobinPartitioner};
 pub use crate::publish::AckFuture;
+pub use crate::received::ReceivedMessage;
 pub use crate::subscribe::Subscription;
 pub use crate::tls::TlsOptions;
 

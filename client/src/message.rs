@@ -1,8 +1,8 @@
-//! Messages: [`Message`] to publish, [`ReceivedMessage`] from a subscription, and the [`Ack`] of a publish —
+//! Messages: [`Message`] to publish and the [`Ack`] of a publish —
 //! plus the envelope helpers that let a plain NATS client publish to a stream and read its acks.
 //!
-//! Received messages and acks wrap the decoded protobuf directly: reading a field converts nothing, and the
-//! value is the `Bytes` the decoder produced (no copy).
+//! Acks wrap the decoded protobuf directly: reading a field converts nothing. Received messages live in
+//! `received.rs`.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -187,109 +187,7 @@ impl From<String> for Message {
     }
 }
 
-/// A message read from a stream partition.
-///
-/// Cheap to clone (the payloads are reference-counted `Bytes`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReceivedMessage {
-    inner: pb::Message,
-}
-
-impl ReceivedMessage {
-    pub(crate) fn from_proto(inner: pb::Message) -> Self {
-        ReceivedMessage { inner }
-    }
-
-    /// Decodes a message envelope read from NATS (for example from a stream subject).
-    pub fn from_envelope(data: &Bytes) -> Result<Self> {
-        envelope::decode_message_bytes(data)
-            .map(ReceivedMessage::from_proto)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Protocol,
-                    format!("not a Liftbridge message envelope: {e}"),
-                )
-                .with_source(e)
-            })
-    }
-
-    /// Offset in the partition.
-    pub fn offset(&self) -> i64 {
-        self.inner.offset
-    }
-
-    /// The key (empty when none).
-    pub fn key(&self) -> &Bytes {
-        &self.inner.key
-    }
-
-    /// The value.
-    pub fn value(&self) -> &Bytes {
-        &self.inner.value
-    }
-
-    /// Takes the value out without copying it.
-    pub fn into_value(self) -> Bytes {
-        self.inner.value
-    }
-
-    /// When the server received the message, in nanoseconds since the Unix epoch.
-    pub fn timestamp_nanos(&self) -> i64 {
-        self.inner.timestamp
-    }
-
-    /// When the server received the message.
-    pub fn timestamp(&self) -> SystemTime {
-        nanos_to_time(self.inner.timestamp)
-    }
-
-    /// The stream.
-    pub fn stream(&self) -> &str {
-        &self.inner.stream
-    }
-
-    /// The partition.
-    pub fn partition(&self) -> i32 {
-        self.inner.partition
-    }
-
-    /// The NATS subject the message arrived on (set for messages published with plain NATS).
-    pub fn subject(&self) -> &str {
-        &self.inner.subject
-    }
-
-    /// The NATS reply subject of the message, if it had one.
-    pub fn reply_subject(&self) -> &str {
-        &self.inner.reply_subject
-    }
-
-    /// The headers.
-    pub fn headers(&self) -> &HashMap<String, Bytes> {
-        &self.inner.headers
-    }
-
-    /// One header.
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.inner.headers.get(name)
-    }
-
-    /// The correlation id the publisher gave, if the server kept it.
-    pub fn correlation_id(&self) -> &str {
-        &self.inner.correlation_id
-    }
-
-    /// The protobuf as received.
-    pub fn as_proto(&self) -> &pb::Message {
-        &self.inner
-    }
-
-    /// The protobuf as received, owned.
-    pub fn into_proto(self) -> pb::Message {
-        self.inner
-    }
-}
-
-fn nanos_to_time(nanos: i64) -> SystemTime {
+pub(crate) fn nanos_to_time(nanos: i64) -> SystemTime {
     match u64::try_from(nanos) {
         Ok(n) => SystemTime::UNIX_EPOCH + Duration::from_nanos(n),
         Err(_) => SystemTime::UNIX_EPOCH,
@@ -383,6 +281,7 @@ impl Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ReceivedMessage;
 
     #[test]
     fn envelope_round_trip() {

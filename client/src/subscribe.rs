@@ -34,8 +34,8 @@ use tonic::{Code, Streaming};
 use crate::client::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::event::Event;
-use crate::message::ReceivedMessage;
 use crate::options::{RetryPolicy, StopPosition, SubscribeOptions};
+use crate::received::{MessageCodec, ReceivedMessage};
 
 /// A subscription to one partition, or to all partitions of a stream: a `Stream` of messages.
 ///
@@ -149,6 +149,9 @@ fn classify(inner: &Inner, status: tonic::Status, stream: &str, partition: i32) 
     }
 }
 
+/// The gRPC method of `Subscribe` (the same path the generated client uses).
+const SUBSCRIBE_PATH: &str = "/proto.API/Subscribe";
+
 /// Opens a partition's server stream and consumes the handshake. `Ok(None)`: nothing to read (the stop
 /// position is before the start, or the stream is empty with a stop position).
 async fn open(
@@ -157,7 +160,7 @@ async fn open(
     partition: i32,
     opts: &SubscribeOptions,
     last: Option<i64>,
-) -> Result<Option<Streaming<pb::Message>>> {
+) -> Result<Option<Streaming<ReceivedMessage>>> {
     if let Some(last) = last {
         let done = if opts.reverse {
             last == 0 || matches!(opts.stop, Some(StopPosition::Offset(s)) if last <= s)
@@ -206,16 +209,23 @@ async fn open_once(
     req: &pb::SubscribeRequest,
     isr: bool,
     deadline: Instant,
-) -> Result<Option<Streaming<pb::Message>>> {
+) -> Result<Option<Streaming<ReceivedMessage>>> {
     let (stream, partition) = (req.stream.as_str(), req.partition);
     let op = Op::Subscribe { stream, partition };
     let addr = inner.partition_addr(stream, partition, isr).await?;
-    let mut api = inner.connections.api(&addr)?;
+    let mut grpc = inner.connections.grpc(&addr)?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     // No grpc-timeout header: a server would cut the whole subscription off at the deadline. The deadline
     // bounds only the setup, here.
     let setup = async {
-        let mut stream = api.subscribe(req.clone()).await?.into_inner();
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connecting: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(SUBSCRIBE_PATH);
+        let mut stream = grpc
+            .server_streaming(tonic::Request::new(req.clone()), path, MessageCodec)
+            .await?
+            .into_inner();
         let handshake = stream.message().await?;
         Ok::<_, tonic::Status>((stream, handshake))
     };
@@ -315,7 +325,7 @@ async fn run(
     stream: String,
     partition: i32,
     opts: SubscribeOptions,
-    mut current: Streaming<pb::Message>,
+    mut current: Streaming<ReceivedMessage>,
     tx: Batcher,
     cancel: CancellationToken,
 ) {
@@ -337,8 +347,8 @@ async fn run(
             let end = loop {
                 match item {
                     Ok(Some(msg)) => {
-                        last = Some(msg.offset);
-                        batch.push(ReceivedMessage::from_proto(msg));
+                        last = Some(msg.offset());
+                        batch.push(msg);
                     }
                     Ok(None) => {
                         break Some(End::Broken(Error::disconnected(&format!(
@@ -414,7 +424,7 @@ async fn resubscribe(
     last: Option<i64>,
     cancel: &CancellationToken,
     mut error: Error,
-) -> Result<Option<Streaming<pb::Message>>> {
+) -> Result<Option<Streaming<ReceivedMessage>>> {
     let window = inner.opts.resubscribe_window;
     let deadline = Instant::now() + window;
     let backoff = RetryPolicy {
