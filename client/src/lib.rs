@@ -50,6 +50,7 @@
 //! | `subscribe.rs` | [`Subscription`]: per-partition reader tasks, resubscribe, how a subscription ends |
 //! | `message.rs` | [`Message`] (to publish), [`Ack`], NATS envelope helpers |
 //! | `received.rs` | [`ReceivedMessage`], decoded without copying by the subscription's gRPC codec |
+//! | `wire.rs` | protobuf wire reading shared by the zero-copy decoders (received messages, acks) |
 //! | `partition.rs` | [`Partitioning`], the [`Partitioner`] trait, [`KeyPartitioner`], [`RoundRobinPartitioner`] |
 //! | [`options`] | defaults (`DEFAULT_*`), [`RetryPolicy`], [`StreamOptions`], [`SubscribeOptions`], positions, [`AckPolicy`] |
 //! | `tls.rs` | [`TlsOptions`]: rustls (ring), CA, mutual TLS, server name |
@@ -95,6 +96,7 @@ mod subscribe;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
+mod wire;
 
 pub use crate::client::{Client, ClientBuilder};
 pub use crate::connection::DEFAULT_PORT;

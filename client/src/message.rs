@@ -7,12 +7,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use std::sync::OnceLock;
+
+use bytes::{Buf, Bytes};
 use liftbridge_proto::{envelope, pb};
+use prost::Message as _;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::AckPolicy;
 use crate::partition::Partitioning;
+use crate::wire::{Malformed, Span, expect, slice};
 
 /// A message to publish.
 ///
@@ -195,15 +200,110 @@ pub(crate) fn nanos_to_time(nanos: i64) -> SystemTime {
 }
 
 /// The acknowledgement of a published message: where and when it was stored.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Decoded without copying: the string fields are ranges of the received buffer, the full protobuf is built
+/// only if [`as_proto`](Self::as_proto) is called.
+#[derive(Debug, Clone)]
 pub struct Ack {
-    inner: pb::Ack,
+    offset: i64,
+    reception_timestamp: i64,
+    commit_timestamp: i64,
+    ack_policy: i32,
+    ack_error: i32,
     partition: Option<i32>,
+    /// The encoded `Ack`.
+    raw: Bytes,
+    stream: Span,
+    partition_subject: Span,
+    msg_subject: Span,
+    ack_inbox: Span,
+    correlation_id: Span,
+    proto: OnceLock<Box<pb::Ack>>,
 }
 
 impl Ack {
+    /// Decodes an encoded `Ack` protobuf, keeping `raw` and slicing the strings out of it.
+    pub(crate) fn decode(raw: Bytes) -> std::result::Result<Self, Malformed> {
+        let mut ack = Ack {
+            offset: 0,
+            reception_timestamp: 0,
+            commit_timestamp: 0,
+            ack_policy: 0,
+            ack_error: 0,
+            partition: None,
+            raw: raw.clone(),
+            stream: Span::default(),
+            partition_subject: Span::default(),
+            msg_subject: Span::default(),
+            ack_inbox: Span::default(),
+            correlation_id: Span::default(),
+            proto: OnceLock::new(),
+        };
+        let mut buf = raw;
+        while buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut buf)?;
+            match tag {
+                4 | 7 | 8 | 9 | 10 => {
+                    expect(wire, WireType::Varint, tag)?;
+                    // int64 fields as they are, enums truncated to int32 as protobuf says.
+                    let v = decode_varint(&mut buf)?;
+                    match tag {
+                        4 => ack.offset = v as i64,
+                        7 => ack.ack_policy = v as i32,
+                        8 => ack.reception_timestamp = v as i64,
+                        9 => ack.commit_timestamp = v as i64,
+                        _ => ack.ack_error = v as i32,
+                    }
+                }
+                1 | 2 | 3 | 5 | 6 => {
+                    expect(wire, WireType::LengthDelimited, tag)?;
+                    let span = Span::of(&ack.raw, &slice(&mut buf)?)?;
+                    match tag {
+                        1 => ack.stream = span,
+                        2 => ack.partition_subject = span,
+                        3 => ack.msg_subject = span,
+                        5 => ack.ack_inbox = span,
+                        _ => ack.correlation_id = span,
+                    }
+                }
+                _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        Ok(ack)
+    }
+
     pub(crate) fn from_proto(inner: pb::Ack, partition: Option<i32>) -> Self {
-        Ack { inner, partition }
+        // Bytes prost has just encoded from a valid ack always decode; the fallback keeps the numbers if that
+        // ever changes (and the full protobuf below answers every accessor through as_proto).
+        let mut ack = Self::decode(Bytes::from(inner.encode_to_vec())).unwrap_or_else(|_| Ack {
+            offset: inner.offset,
+            reception_timestamp: inner.reception_timestamp,
+            commit_timestamp: inner.commit_timestamp,
+            ack_policy: inner.ack_policy,
+            ack_error: inner.ack_error,
+            partition: None,
+            raw: Bytes::new(),
+            stream: Span::default(),
+            partition_subject: Span::default(),
+            msg_subject: Span::default(),
+            ack_inbox: Span::default(),
+            correlation_id: Span::default(),
+            proto: OnceLock::new(),
+        });
+        ack.partition = partition;
+        ack.proto = OnceLock::from(Box::new(inner));
+        ack
+    }
+
+    /// The same ack, for a known partition.
+    pub(crate) fn with_partition(mut self, partition: Option<i32>) -> Self {
+        self.partition = partition;
+        self
+    }
+
+    /// The error the partition reported for the message (`Ok` when none; unknown codes are `Unknown`).
+    pub(crate) fn ack_error(&self) -> pb::ack::Error {
+        pb::ack::Error::try_from(self.ack_error).unwrap_or(pb::ack::Error::Unknown)
     }
 
     /// Decodes an ack envelope read from a NATS ack inbox. An ack that reports an error (for example
@@ -224,7 +324,7 @@ impl Ack {
 
     /// The stream.
     pub fn stream(&self) -> &str {
-        &self.inner.stream
+        self.stream.get(&self.raw)
     }
 
     /// The partition, when known (always for acks of this client's publishes; not for decoded envelopes).
@@ -234,47 +334,54 @@ impl Ack {
 
     /// The offset the message was stored at.
     pub fn offset(&self) -> i64 {
-        self.inner.offset
+        self.offset
     }
 
     /// The NATS subject of the partition.
     pub fn partition_subject(&self) -> &str {
-        &self.inner.partition_subject
+        self.partition_subject.get(&self.raw)
     }
 
     /// The NATS subject the message was published on.
     pub fn msg_subject(&self) -> &str {
-        &self.inner.msg_subject
+        self.msg_subject.get(&self.raw)
     }
 
     /// The ack inbox.
     pub fn ack_inbox(&self) -> &str {
-        &self.inner.ack_inbox
+        self.ack_inbox.get(&self.raw)
     }
 
     /// The correlation id of the message.
     pub fn correlation_id(&self) -> &str {
-        &self.inner.correlation_id
+        self.correlation_id.get(&self.raw)
     }
 
     /// The ack policy the message was published with.
     pub fn ack_policy(&self) -> AckPolicy {
-        AckPolicy::from_proto(self.inner.ack_policy)
+        AckPolicy::from_proto(self.ack_policy)
     }
 
     /// When the leader received the message.
     pub fn reception_timestamp(&self) -> SystemTime {
-        nanos_to_time(self.inner.reception_timestamp)
+        nanos_to_time(self.reception_timestamp)
     }
 
     /// When the message was committed.
     pub fn commit_timestamp(&self) -> SystemTime {
-        nanos_to_time(self.inner.commit_timestamp)
+        nanos_to_time(self.commit_timestamp)
     }
 
-    /// The protobuf as received.
+    /// The protobuf as received (decoded in full on first use).
     pub fn as_proto(&self) -> &pb::Ack {
-        &self.inner
+        self.proto
+            .get_or_init(|| Box::new(pb::Ack::decode(self.raw.clone()).unwrap_or_default()))
+    }
+}
+
+impl PartialEq for Ack {
+    fn eq(&self, other: &Self) -> bool {
+        self.partition == other.partition && self.as_proto() == other.as_proto()
     }
 }
 
@@ -322,5 +429,68 @@ mod tests {
             Ack::from_envelope(b"junk").unwrap_err().kind(),
             ErrorKind::Protocol
         );
+    }
+
+    fn full_ack() -> pb::Ack {
+        pb::Ack {
+            stream: "orders".into(),
+            partition_subject: "orders.2".into(),
+            msg_subject: "orders".into(),
+            offset: 99,
+            ack_inbox: "_INBOX.a".into(),
+            correlation_id: "c-9".into(),
+            ack_policy: pb::AckPolicy::All as i32,
+            reception_timestamp: 1_700_000_000_000_000_001,
+            commit_timestamp: 1_700_000_000_000_000_002,
+            ack_error: pb::ack::Error::TooLarge as i32,
+        }
+    }
+
+    #[test]
+    fn acks_decode_every_field_like_prost() {
+        let pb = full_ack();
+        let ack = Ack::decode(Bytes::from(pb.encode_to_vec())).unwrap();
+        assert_eq!(ack.stream(), "orders");
+        assert_eq!(ack.partition_subject(), "orders.2");
+        assert_eq!(ack.msg_subject(), "orders");
+        assert_eq!(ack.offset(), 99);
+        assert_eq!(ack.ack_inbox(), "_INBOX.a");
+        assert_eq!(ack.correlation_id(), "c-9");
+        assert_eq!(ack.ack_policy(), AckPolicy::All);
+        assert_eq!(
+            ack.reception_timestamp(),
+            nanos_to_time(1_700_000_000_000_000_001)
+        );
+        assert_eq!(
+            ack.commit_timestamp(),
+            nanos_to_time(1_700_000_000_000_000_002)
+        );
+        assert_eq!(ack.ack_error(), pb::ack::Error::TooLarge);
+        assert_eq!(ack.partition(), None);
+        assert_eq!(ack.as_proto(), &pb);
+        assert_eq!(ack.clone().with_partition(Some(2)).partition(), Some(2));
+        assert_eq!(ack, Ack::from_proto(pb, None));
+    }
+
+    #[test]
+    fn bad_acks_are_errors_like_prost() {
+        let wire = full_ack().encode_to_vec();
+        for cut in 0..wire.len() {
+            let ours = Ack::decode(Bytes::copy_from_slice(&wire[..cut]));
+            let theirs = pb::Ack::decode(&wire[..cut]);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "cut at {cut}");
+        }
+        // stream (field 1) that is not UTF-8; offset (field 4) sent length-delimited.
+        for bad in [&[0x0a, 0x01, 0xff][..], &[0x22, 0x01, 0x00][..]] {
+            assert!(Ack::decode(Bytes::copy_from_slice(bad)).is_err());
+            assert!(pb::Ack::decode(bad).is_err());
+        }
+        // An unknown code reads as Unknown.
+        let odd = pb::Ack {
+            ack_error: 77,
+            ..Default::default()
+        };
+        let ack = Ack::decode(Bytes::from(odd.encode_to_vec())).unwrap();
+        assert_eq!(ack.ack_error(), pb::ack::Error::Unknown);
     }
 }

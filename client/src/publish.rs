@@ -22,19 +22,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use liftbridge_proto::pb;
 use parking_lot::Mutex;
+use prost::Message as _;
+use prost::encoding::{DecodeContext, WireType, decode_key, skip_field};
 use rand::Rng;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::client::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::event::Event;
 use crate::message::{Ack, Message};
 use crate::options::AckPolicy;
+use crate::wire::{Malformed, Span, expect, slice};
 
 /// Requests queued per publish stream ahead of the HTTP/2 writer. The in-flight window bounds acked
 /// messages; this bounds AckPolicy NONE ones too.
@@ -42,6 +47,99 @@ const REQUEST_QUEUE: usize = 1024;
 
 /// How many times a message that met a broken stream before being queued is re-queued on a new stream.
 const REQUEUE_ATTEMPTS: usize = 3;
+
+/// The gRPC method of `PublishAsync` (the same path the generated client uses).
+const PUBLISH_ASYNC_PATH: &str = "/proto.API/PublishAsync";
+
+/// A `PublishResponse` as the publish task needs it: the ack decoded without copying (see [`Ack`]), the
+/// correlation id a range of the received buffer.
+#[derive(Debug)]
+struct PublishReply {
+    raw: Bytes,
+    correlation_id: Span,
+    ack: Option<Ack>,
+    async_error: Option<pb::PublishAsyncError>,
+}
+
+impl PublishReply {
+    fn decode(raw: Bytes) -> std::result::Result<Self, Malformed> {
+        let mut reply = PublishReply {
+            raw: raw.clone(),
+            correlation_id: Span::default(),
+            ack: None,
+            async_error: None,
+        };
+        let mut buf = raw;
+        while buf.has_remaining() {
+            let (tag, wire) = decode_key(&mut buf)?;
+            match tag {
+                1..=3 => {
+                    expect(wire, WireType::LengthDelimited, tag)?;
+                    let field = slice(&mut buf)?;
+                    match tag {
+                        1 => reply.ack = Some(Ack::decode(field)?),
+                        2 => reply.async_error = Some(pb::PublishAsyncError::decode(field)?),
+                        _ => reply.correlation_id = Span::of(&reply.raw, &field)?,
+                    }
+                }
+                _ => skip_field(wire, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        Ok(reply)
+    }
+
+    fn correlation_id(&self) -> &str {
+        self.correlation_id.get(&self.raw)
+    }
+}
+
+/// The gRPC codec of `PublishAsync`: requests encoded by prost, responses decoded into [`PublishReply`].
+#[derive(Debug, Default, Clone, Copy)]
+struct PublishCodec;
+
+impl Codec for PublishCodec {
+    type Encode = pb::PublishRequest;
+    type Decode = PublishReply;
+    type Encoder = PublishCodec;
+    type Decoder = PublishCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PublishCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PublishCodec
+    }
+}
+
+impl Encoder for PublishCodec {
+    type Item = pb::PublishRequest;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Self::Item,
+        dst: &mut EncodeBuf<'_>,
+    ) -> std::result::Result<(), tonic::Status> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(format!("encoding a publish request: {e}")))
+    }
+}
+
+impl Decoder for PublishCodec {
+    type Item = PublishReply;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> std::result::Result<Option<PublishReply>, tonic::Status> {
+        let raw = src.copy_to_bytes(src.remaining());
+        PublishReply::decode(raw)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("decoding a publish response: {e}")))
+    }
+}
 
 /// The future of one message's ack, returned by [`Client::send`](crate::Client::send).
 ///
@@ -156,10 +254,10 @@ impl Publishers {
         {
             return Ok(p.clone());
         }
-        let api = inner.connections.api(addr)?;
+        let grpc = inner.connections.grpc(addr)?;
         let publisher = Publisher::open(
             addr.to_string(),
-            api,
+            grpc,
             self.ids.clone(),
             inner.events.clone(),
             inner.opts.ack_timeout,
@@ -231,14 +329,10 @@ impl Shared {
     }
 
     /// Completes the message a response is for.
-    fn complete(&self, resp: pb::PublishResponse) {
-        let corr = if resp.correlation_id.is_empty() {
-            resp.ack
-                .as_ref()
-                .map(|a| a.correlation_id.as_str())
-                .unwrap_or("")
-        } else {
-            resp.correlation_id.as_str()
+    fn complete(&self, resp: PublishReply) {
+        let corr = match (resp.correlation_id(), &resp.ack) {
+            ("", Some(ack)) => ack.correlation_id(),
+            (id, _) => id,
         };
         let pending = {
             let mut state = self.state.lock();
@@ -270,18 +364,14 @@ impl Shared {
         };
         let result = match (&resp.async_error, resp.ack) {
             (Some(err), ack) => {
-                let stream = ack.as_ref().map(|a| a.stream.as_str()).unwrap_or("");
-                let ack_error = ack
-                    .as_ref()
-                    .and_then(|a| pb::ack::Error::try_from(a.ack_error).ok());
+                let stream = ack.as_ref().map(|a| a.stream()).unwrap_or("");
+                let ack_error = ack.as_ref().map(Ack::ack_error);
                 Err(crate::error::from_async_error(err, ack_error, stream))
             }
-            (None, Some(ack)) => {
-                match pb::ack::Error::try_from(ack.ack_error).unwrap_or(pb::ack::Error::Unknown) {
-                    pb::ack::Error::Ok => Ok(Ack::from_proto(ack, Some(pending.partition))),
-                    err => Err(crate::error::from_ack_error(err, &ack.stream)),
-                }
-            }
+            (None, Some(ack)) => match ack.ack_error() {
+                pb::ack::Error::Ok => Ok(ack.with_partition(Some(pending.partition))),
+                err => Err(crate::error::from_ack_error(err, ack.stream())),
+            },
             (None, None) => Err(Error::new(
                 ErrorKind::Protocol,
                 "the server answered a publish with neither an ack nor an error",
@@ -363,7 +453,7 @@ impl Publisher {
     /// Opens the stream (lazily: the call is made by the task; messages queue meanwhile).
     fn open(
         addr: String,
-        api: liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+        grpc: tonic::client::Grpc<tonic::transport::Channel>,
         ids: Arc<CorrelationIds>,
         events: tokio::sync::broadcast::Sender<Event>,
         ack_timeout: Duration,
@@ -379,7 +469,7 @@ impl Publisher {
             ids,
             ack_timeout,
         });
-        tokio::spawn(run(api, rx, shared.clone(), addr, events));
+        tokio::spawn(run(grpc, rx, shared.clone(), addr, events));
         Arc::new(Publisher { requests, shared })
     }
 
@@ -471,8 +561,8 @@ impl Publisher {
 }
 
 async fn next_response(
-    responses: &mut Option<Streaming<pb::PublishResponse>>,
-) -> std::result::Result<Option<pb::PublishResponse>, tonic::Status> {
+    responses: &mut Option<Streaming<PublishReply>>,
+) -> std::result::Result<Option<PublishReply>, tonic::Status> {
     match responses {
         Some(s) => s.message().await,
         None => std::future::pending().await,
@@ -482,15 +572,26 @@ async fn next_response(
 /// The publisher task: opens the stream, matches responses to pending messages, expires late acks, and fails
 /// everything when the stream breaks.
 async fn run(
-    mut api: liftbridge_proto::pb::api_client::ApiClient<tonic::transport::Channel>,
+    mut grpc: tonic::client::Grpc<tonic::transport::Channel>,
     rx: mpsc::Receiver<pb::PublishRequest>,
     shared: Arc<Shared>,
     addr: String,
     events: tokio::sync::broadcast::Sender<Event>,
 ) {
-    let call = api.publish_async(ReceiverStream::new(rx));
+    let call = async move {
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connecting: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(PUBLISH_ASYNC_PATH);
+        grpc.streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            path,
+            PublishCodec,
+        )
+        .await
+    };
     tokio::pin!(call);
-    let mut responses: Option<Streaming<pb::PublishResponse>> = None;
+    let mut responses: Option<Streaming<PublishReply>> = None;
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -631,4 +732,43 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     );
     err.mark_not_sent();
     Err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_replies_decode_like_prost() {
+        let resp = pb::PublishResponse {
+            ack: Some(pb::Ack {
+                stream: "s".into(),
+                offset: 5,
+                correlation_id: "inner".into(),
+                ..Default::default()
+            }),
+            async_error: Some(pb::PublishAsyncError {
+                code: pb::publish_async_error::Code::Readonly as i32,
+                message: "read only".into(),
+            }),
+            correlation_id: "outer".into(),
+        };
+        let wire = resp.encode_to_vec();
+        let reply = PublishReply::decode(Bytes::from(wire.clone())).unwrap();
+        assert_eq!(reply.correlation_id(), "outer");
+        let ack = reply.ack.as_ref().unwrap();
+        assert_eq!(
+            (ack.stream(), ack.offset(), ack.correlation_id()),
+            ("s", 5, "inner")
+        );
+        assert_eq!(reply.async_error, resp.async_error);
+        for cut in 0..wire.len() {
+            let ours = PublishReply::decode(Bytes::copy_from_slice(&wire[..cut]));
+            let theirs = pb::PublishResponse::decode(&wire[..cut]);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "cut at {cut}");
+        }
+        let empty = PublishReply::decode(Bytes::new()).unwrap();
+        assert_eq!(empty.correlation_id(), "");
+        assert!(empty.ack.is_none() && empty.async_error.is_none());
+    }
 }
