@@ -627,13 +627,16 @@ impl Inner {
                 return Ok(b.shared_addr());
             }
             if refreshed {
-                return Err(Error::new(
+                let mut err = Error::new(
                     ErrorKind::NotLeader,
                     format!(
                         "partition {stream}/{partition} has no leader right now (a leader election may be under \
                          way); retry shortly"
                     ),
-                ));
+                );
+                // Nothing was sent anywhere: a publish may retry this safely (and does, within its deadline).
+                err.mark_not_sent();
+                return Err(err);
             }
         }
         Err(no_such_stream(stream))
