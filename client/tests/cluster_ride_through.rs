@@ -652,3 +652,40 @@ async fn subscription_rides_through_two_leader_changes() {
     client.close().await;
     cluster.stop().await;
 }
+
+/// The checker itself: it must see gaps, duplicates, lost or moved acks and strangers, or the tests above
+/// could pass on a broken client.
+#[test]
+fn checker_finds_every_kind_of_violation() {
+    let log = Publishes {
+        acked: vec![("a".into(), 0), ("b".into(), 1), ("d".into(), 3)],
+        indeterminate: vec![("c".into(), ErrorKind::Disconnected)],
+        ..Default::default()
+    };
+    let read = |pairs: &[(i64, &str)]| -> Vec<(i64, String)> {
+        pairs.iter().map(|(o, v)| (*o, v.to_string())).collect()
+    };
+    assert_eq!(
+        check(&log, &read(&[(0, "a"), (1, "b"), (2, "c"), (3, "d")])),
+        Vec::<String>::new()
+    );
+    // An acked message read at another offset than its ack named.
+    assert_eq!(
+        check(&log, &read(&[(0, "a"), (1, "b"), (2, "d")])),
+        ["acked d at 3 read at 2"]
+    );
+    // A gap (and the acked message at it lost).
+    assert!(!check(&log, &read(&[(0, "a"), (1, "b"), (3, "d")])).is_empty());
+    // A duplicate delivery.
+    assert!(
+        !check(
+            &log,
+            &read(&[(0, "a"), (1, "b"), (1, "b"), (2, "c"), (3, "d")])
+        )
+        .is_empty()
+    );
+    // A message stored twice.
+    assert!(!check(&log, &read(&[(0, "a"), (1, "b"), (2, "b"), (3, "d")])).is_empty());
+    // Something never published.
+    assert!(!check(&log, &read(&[(0, "a"), (1, "b"), (2, "x"), (3, "d")])).is_empty());
+}
