@@ -397,25 +397,26 @@ impl Reader {
     }
 }
 
-/// Every event of `client`, collected in the background.
-fn record_events(client: &Client) -> Arc<Mutex<Vec<Event>>> {
+/// Every event of `client` and when it came, collected in the background.
+fn record_events(client: &Client) -> Arc<Mutex<Vec<(Instant, Event)>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
     let mut stream = client.events();
     let sink = events.clone();
     tokio::spawn(async move {
         while let Some(e) = stream.next().await {
-            sink.lock().push(e);
+            sink.lock().push((Instant::now(), e));
         }
     });
     events
 }
 
-fn resubscribed(events: &Mutex<Vec<Event>>) -> Vec<Option<i64>> {
+/// The `Resubscribed` events: when, and the offset resumed at.
+fn resubscribed(events: &Mutex<Vec<(Instant, Event)>>) -> Vec<(Instant, Option<i64>)> {
     events
         .lock()
         .iter()
-        .filter_map(|e| match e {
-            Event::Resubscribed { offset, .. } => Some(*offset),
+        .filter_map(|(at, e)| match e {
+            Event::Resubscribed { offset, .. } => Some((*at, *offset)),
             _ => None,
         })
         .collect()
@@ -451,6 +452,7 @@ async fn subscription_rides_through_leader_failover() {
     // The subscription is live on the leader before it goes.
     reader.wait_through(log.acked[99].1).await;
 
+    let stopped_at = Instant::now();
     cluster.server(&leader).stop().await.expect("leader stops");
     publish_acked(&client, "rt", "after", 200, &mut log).await;
     let new_leader = wait_isr(&client, "rt", 2, |l| l != leader).await;
@@ -466,9 +468,20 @@ async fn subscription_rides_through_leader_failover() {
         read.len()
     );
     let resumed = resubscribed(&events);
+    let after = resumed.iter().find(|(_, o)| o.is_some_and(|o| o > 0));
     assert!(
-        resumed.iter().any(|o| o.is_some_and(|o| o > 0)),
+        after.is_some(),
         "the subscription resubscribed after a delivered offset: {resumed:?}"
+    );
+    let moved = events.lock().iter().find_map(|(at, e)| {
+        matches!(e, Event::LeaderChanged { new, .. } if !new.is_empty() && *new != leader)
+            .then(|| at.saturating_duration_since(stopped_at))
+    });
+    eprintln!(
+        "the client saw the new leader {moved:?} and the subscription resubscribed {:?} after the leader \
+         stopped, at offset {:?}",
+        after.unwrap().0.saturating_duration_since(stopped_at),
+        after.unwrap().1
     );
     reader.stop();
     client.close().await;
@@ -645,7 +658,11 @@ async fn subscription_rides_through_two_leader_changes() {
     );
     let resumed = resubscribed(&events);
     assert!(
-        resumed.iter().filter(|o| o.is_some_and(|o| o > 0)).count() >= 2,
+        resumed
+            .iter()
+            .filter(|(_, o)| o.is_some_and(|o| o > 0))
+            .count()
+            >= 2,
         "the subscription resubscribed after each leader change: {resumed:?}"
     );
     reader.stop();
