@@ -275,6 +275,8 @@ pub struct FetchServer {
     pub log: Log,
     /// NATS.
     pub bus: Arc<dyn crate::bus::Bus>,
+    /// Where released ALL acks go.
+    pub outbox: super::outbox::AckOutbox,
     /// This leader's epoch.
     pub leader_epoch: u64,
     /// Longest a caught-up fetch is held.
@@ -352,7 +354,7 @@ impl FetchServer {
             return encode_response(&header, &[]);
         }
         let acks = self.isr.record_fetch(&req.replica, req.offset);
-        self.publish_acks(acks).await;
+        self.outbox.send(acks).await;
         if req.offset == end {
             // Long poll: answer when something is appended, or empty after the idle wait.
             let mut position = self.log.subscribe();
@@ -375,21 +377,6 @@ impl FetchServer {
         match self.log.read_raw(req.offset, self.max_bytes, limit) {
             Ok(bytes) => encode_response(&self.header(None), &bytes),
             Err(e) => encode_response(&self.header(Some(format!("read failed: {e}"))), &[]),
-        }
-    }
-
-    /// Publishes released ALL acks to their inboxes.
-    pub async fn publish_acks(&self, acks: Vec<pb::Ack>) {
-        publish_acks(&self.bus, acks).await;
-    }
-}
-
-/// Publishes acks to their inboxes.
-pub async fn publish_acks(bus: &Arc<dyn crate::bus::Bus>, acks: Vec<pb::Ack>) {
-    for ack in acks {
-        let payload = liftbridge_proto::envelope::encode_ack(&ack, false);
-        if let Err(e) = bus.publish(ack.ack_inbox, None, Vec::new(), payload).await {
-            tracing::debug!(error = %e, "could not publish ack");
         }
     }
 }
