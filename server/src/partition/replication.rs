@@ -299,12 +299,24 @@ impl FetchServer {
                 message = subscription.next() => {
                     let Some(message) = message else { break };
                     let Some(reply) = message.reply else { continue };
-                    let server = self.clone();
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        let answer = server.answer(&message.payload, stop).await;
-                        let _ = server.bus.publish(reply, None, Vec::new(), answer).await;
-                    });
+                    // The follower's progress is recorded here, inline: this fetch may commit ALL acks, which
+                    // then leave without waiting for another task to be scheduled.
+                    let answer = match self.record(&message.payload).await {
+                        Err(answer) => answer,
+                        // Records are there: answer at once.
+                        Ok(req) if req.offset < self.log.end_offset() => self.read(req.offset),
+                        // Caught up: a long poll, on a task of its own so other followers are not held up.
+                        Ok(req) => {
+                            let server = self.clone();
+                            let stop = stop.clone();
+                            tokio::spawn(async move {
+                                let answer = server.long_poll(req.offset, stop).await;
+                                let _ = server.bus.publish(reply, None, Vec::new(), answer).await;
+                            });
+                            continue;
+                        }
+                    };
+                    let _ = self.bus.publish(reply, None, Vec::new(), answer).await;
                 }
             }
         }
@@ -319,11 +331,16 @@ impl FetchServer {
         }
     }
 
-    async fn answer(&self, payload: &[u8], mut stop: tokio::sync::watch::Receiver<bool>) -> Bytes {
+    /// Checks a fetch and records the follower's progress (releasing the ALL acks it commits). Returns the
+    /// request to serve, or the answer when there is nothing to serve (refusal, truncation point).
+    async fn record(&self, payload: &[u8]) -> Result<FetchRequest, Bytes> {
         let req: FetchRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {
-                return encode_response(&self.header(Some(format!("malformed fetch: {e}"))), &[]);
+                return Err(encode_response(
+                    &self.header(Some(format!("malformed fetch: {e}"))),
+                    &[],
+                ));
             }
         };
         if req.leader_epoch != self.leader_epoch {
@@ -331,11 +348,11 @@ impl FetchServer {
                 "leader epoch {} is not the current one ({})",
                 req.leader_epoch, self.leader_epoch
             );
-            return encode_response(&self.header(Some(why)), &[]);
+            return Err(encode_response(&self.header(Some(why)), &[]));
         }
         if !self.isr.is_follower(&req.replica) {
             let why = format!("{} is not a follower of this partition", req.replica);
-            return encode_response(&self.header(Some(why)), &[]);
+            return Err(encode_response(&self.header(Some(why)), &[]));
         }
         if let Some(epoch) = req.last_epoch {
             let end = self
@@ -344,37 +361,42 @@ impl FetchServer {
                 .map_or(self.log.end_offset(), |e| e.end_offset);
             let mut header = self.header(None);
             header.truncate_to = Some(end.min(self.log.end_offset()));
-            return encode_response(&header, &[]);
+            return Err(encode_response(&header, &[]));
         }
         let end = self.log.end_offset();
         if req.offset > end {
             // The follower has records the leader does not: it must truncate (epoch query next time).
             let mut header = self.header(None);
             header.truncate_to = Some(end);
-            return encode_response(&header, &[]);
+            return Err(encode_response(&header, &[]));
         }
         let acks = self.isr.record_fetch(&req.replica, req.offset);
         self.outbox.send(acks).await;
-        if req.offset == end {
-            // Long poll: answer when something is appended, or empty after the idle wait.
-            let mut position = self.log.subscribe();
-            let deadline = tokio::time::Instant::now() + self.idle_wait;
-            loop {
-                if self.log.end_offset() > req.offset {
-                    break;
-                }
-                tokio::select! {
-                    changed = tokio::time::timeout_at(deadline, position.changed()) => {
-                        if !matches!(changed, Ok(Ok(()))) {
-                            return encode_response(&self.header(None), &[]);
-                        }
+        Ok(req)
+    }
+
+    /// Long poll of a caught-up follower at `offset`: answers when something is appended, or empty after the
+    /// idle wait.
+    async fn long_poll(&self, offset: u64, mut stop: tokio::sync::watch::Receiver<bool>) -> Bytes {
+        let mut position = self.log.subscribe();
+        let deadline = tokio::time::Instant::now() + self.idle_wait;
+        while self.log.end_offset() <= offset {
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, position.changed()) => {
+                    if !matches!(changed, Ok(Ok(()))) {
+                        return encode_response(&self.header(None), &[]);
                     }
-                    _ = stop.changed() => return encode_response(&self.header(Some("leader stopped".into())), &[]),
                 }
+                _ = stop.changed() => return encode_response(&self.header(Some("leader stopped".into())), &[]),
             }
         }
+        self.read(offset)
+    }
+
+    /// The answer with the records from `offset` on (up to `max_bytes`).
+    fn read(&self, offset: u64) -> Bytes {
         let limit = self.log.end_offset();
-        match self.log.read_raw(req.offset, self.max_bytes, limit) {
+        match self.log.read_raw(offset, self.max_bytes, limit) {
             Ok(bytes) => encode_response(&self.header(None), &bytes),
             Err(e) => encode_response(&self.header(Some(format!("read failed: {e}"))), &[]),
         }
