@@ -32,7 +32,7 @@ use liftbridge_proto::pb;
 use tokio::sync::watch;
 
 use super::outbox::AckOutbox;
-use super::replication::{Isr, SharedIsr};
+use super::replication::{FetchServer, Isr};
 use super::{CloseReason, PartitionHandle};
 use crate::bus::{BusMessage, BusSubscription};
 use crate::commitlog::{LogError, NewRecord, SyncPolicy};
@@ -158,7 +158,7 @@ pub async fn run(
     outbox: AckOutbox,
     metadata: Metadata,
     stats: Arc<LeaderStats>,
-    isr: Option<SharedIsr>,
+    replication: Option<Arc<FetchServer>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = partition.settings().clone();
@@ -196,7 +196,13 @@ pub async fn run(
                 batch.push(first);
                 fill_batch(&mut subscription, &mut batch, settings.batch_max_messages, settings.batch_max_time).await;
                 last_activity = Instant::now();
-                match process_batch(&partition, &outbox, &stats, leader_epoch, isr.as_deref(), &mut batch).await {
+                let isr = replication.as_ref().map(|r| &*r.isr);
+                let processed = process_batch(&partition, &outbox, &stats, leader_epoch, isr, &mut batch).await;
+                // Followers waiting at the end of the log get the new records now.
+                if let Some(replication) = &replication {
+                    replication.answer_waiting().await;
+                }
+                match processed {
                     Ok(Some(unsynced)) => {
                         group_commit.waiting.push_back(unsynced);
                         group_commit.start(&partition);

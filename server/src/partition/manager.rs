@@ -406,6 +406,7 @@ impl PartitionManager {
         let replicator_stats = Arc::new(ReplicatorStats::default());
         let mut tasks = Vec::new();
         let mut isr = None;
+        let mut replication = None;
         match role {
             Role::Leader => {
                 if p.replicas.len() > 1 {
@@ -442,8 +443,9 @@ impl PartitionManager {
                         max_bytes: usize::try_from(clustering.replication_max_bytes)
                             .unwrap_or(1 << 20)
                             .max(64 * 1024),
+                        waiting: Default::default(),
                     });
-                    tasks.push(tokio::spawn(server.run(fetches, stop_rx.clone())));
+                    tasks.push(tokio::spawn(server.clone().run(fetches, stop_rx.clone())));
                     tasks.push(tokio::spawn(isr_upkeep(
                         shared.clone(),
                         self.inner.metadata.clone(),
@@ -454,6 +456,7 @@ impl PartitionManager {
                         stop_rx.clone(),
                     )));
                     isr = Some(shared);
+                    replication = Some(server);
                 }
                 // A queue group is NATS' to balance: such a leader gets every message from NATS.
                 let subscription = if stream.group.is_none() && self.inner.intake.is_local() {
@@ -478,7 +481,7 @@ impl PartitionManager {
                         self.inner.outbox.clone(),
                         self.inner.metadata.clone(),
                         stats.clone(),
-                        isr.clone(),
+                        replication,
                         stop_rx,
                     )),
                 );

@@ -4,8 +4,9 @@
 //! Followers long-poll `<ns>.repl.<stream>.<partition>` with a [`FetchRequest`] naming the offset they need next
 //! (everything before it is in their log). The leader records that as the follower's progress, moves the high
 //! watermark to the smallest end offset of the ISR (so an ALL ack costs one fetch round trip), and answers with
-//! the raw bytes of the records from that offset — at once when it has them, or as soon as they are appended,
-//! or empty after `clustering.replica.max.idle.wait`. A follower that just became one first asks where its
+//! the raw bytes of the records from that offset — at once when it has them, or as soon as they are appended
+//! (the leader actor answers held fetches itself right after the append), or empty after
+//! `clustering.replica.max.idle.wait`. A follower that just became one first asks where its
 //! latest leader epoch ends in the leader's log and truncates there (KIP-101; never by HW alone).
 
 use std::collections::{HashMap, VecDeque};
@@ -283,6 +284,56 @@ pub struct FetchServer {
     pub idle_wait: Duration,
     /// Most record bytes per answer.
     pub max_bytes: usize,
+    /// Fetches of caught-up followers, answered by the leader right after its next append.
+    pub waiting: WaitingFetches,
+}
+
+/// A caught-up follower's fetch, held until the leader appends or the idle wait passes.
+#[derive(Debug)]
+struct Waiting {
+    offset: u64,
+    reply: String,
+    deadline: tokio::time::Instant,
+}
+
+/// The fetches a leader holds (long polls). The leader actor answers them itself right after an append, so a
+/// commit does not wait for another task to wake, read and reply.
+#[derive(Debug, Default)]
+pub struct WaitingFetches(Mutex<Vec<Waiting>>);
+
+impl WaitingFetches {
+    /// Holds a fetch at `offset` unless the log already goes past it (checked under the lock the leader takes
+    /// after appending, so an append is never missed); returns the reply subject when it was not held.
+    fn hold_unless_ready(
+        &self,
+        log: &Log,
+        offset: u64,
+        reply: String,
+        deadline: tokio::time::Instant,
+    ) -> Option<String> {
+        let mut waiting = self.0.lock();
+        if log.end_offset() > offset {
+            return Some(reply);
+        }
+        waiting.push(Waiting {
+            offset,
+            reply,
+            deadline,
+        });
+        None
+    }
+
+    /// Takes the held fetches `keep` returns false for.
+    fn take(&self, keep: impl Fn(&Waiting) -> bool) -> Vec<Waiting> {
+        let mut waiting = self.0.lock();
+        let (keep, take): (Vec<Waiting>, Vec<Waiting>) = waiting.drain(..).partition(keep);
+        *waiting = keep;
+        take
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.0.lock().iter().map(|w| w.deadline).min()
+    }
 }
 
 impl FetchServer {
@@ -294,31 +345,55 @@ impl FetchServer {
     ) {
         use futures::StreamExt;
         loop {
+            let next_deadline = self.waiting.next_deadline();
+            let expiry = async {
+                match next_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = expiry => {
+                    // Idle: nothing was appended within the idle wait; answer empty.
+                    let now = tokio::time::Instant::now();
+                    for w in self.waiting.take(|w| w.deadline > now) {
+                        let answer = encode_response(&self.header(None), &[]);
+                        let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
+                    }
+                }
                 message = subscription.next() => {
                     let Some(message) = message else { break };
                     let Some(reply) = message.reply else { continue };
                     // The follower's progress is recorded here, inline: this fetch may commit ALL acks, which
                     // then leave without waiting for another task to be scheduled.
-                    let answer = match self.record(&message.payload).await {
-                        Err(answer) => answer,
-                        // Records are there: answer at once.
-                        Ok(req) if req.offset < self.log.end_offset() => self.read(req.offset),
-                        // Caught up: a long poll, on a task of its own so other followers are not held up.
+                    let (reply, answer) = match self.record(&message.payload).await {
+                        Err(answer) => (reply, answer),
                         Ok(req) => {
-                            let server = self.clone();
-                            let stop = stop.clone();
-                            tokio::spawn(async move {
-                                let answer = server.long_poll(req.offset, stop).await;
-                                let _ = server.bus.publish(reply, None, Vec::new(), answer).await;
-                            });
-                            continue;
+                            // Caught up: held until the leader's next append (see `answer_waiting`).
+                            let deadline = tokio::time::Instant::now() + self.idle_wait;
+                            match self.waiting.hold_unless_ready(&self.log, req.offset, reply, deadline) {
+                                None => continue,
+                                Some(reply) => (reply, self.read(req.offset)),
+                            }
                         }
                     };
                     let _ = self.bus.publish(reply, None, Vec::new(), answer).await;
                 }
             }
+        }
+        for w in self.waiting.take(|_| false) {
+            let answer = encode_response(&self.header(Some("leader stopped".into())), &[]);
+            let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
+        }
+    }
+
+    /// Answers every held fetch the log now goes past; the leader actor calls it after each append.
+    pub async fn answer_waiting(&self) {
+        let end = self.log.end_offset();
+        for w in self.waiting.take(|w| w.offset >= end) {
+            let answer = self.read(w.offset);
+            let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
         }
     }
 
@@ -373,24 +448,6 @@ impl FetchServer {
         let acks = self.isr.record_fetch(&req.replica, req.offset);
         self.outbox.send(acks).await;
         Ok(req)
-    }
-
-    /// Long poll of a caught-up follower at `offset`: answers when something is appended, or empty after the
-    /// idle wait.
-    async fn long_poll(&self, offset: u64, mut stop: tokio::sync::watch::Receiver<bool>) -> Bytes {
-        let mut position = self.log.subscribe();
-        let deadline = tokio::time::Instant::now() + self.idle_wait;
-        while self.log.end_offset() <= offset {
-            tokio::select! {
-                changed = tokio::time::timeout_at(deadline, position.changed()) => {
-                    if !matches!(changed, Ok(Ok(()))) {
-                        return encode_response(&self.header(None), &[]);
-                    }
-                }
-                _ = stop.changed() => return encode_response(&self.header(Some("leader stopped".into())), &[]),
-            }
-        }
-        self.read(offset)
     }
 
     /// The answer with the records from `offset` on (up to `max_bytes`).
