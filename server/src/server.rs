@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::metadata::raft::{self, Bootstrap};
 use crate::metadata::{Metadata, write_atomically};
 use crate::partition::PartitionManager;
+use crate::partition::intake::Intake;
 use crate::presence::{BrokerInfo, Presence};
 
 /// Why the server could not start or stopped abnormally.
@@ -115,11 +116,30 @@ impl Server {
                     "LIFT.{}.{}",
                     config.clustering.namespace, server_id
                 )),
+                no_echo: false,
             })
             .await?;
             (Arc::new(nats), None)
         };
         let nats_url = broker.as_ref().map(EmbeddedBroker::client_url);
+        // API publishes leave on a `no_echo` connection of their own so this server's leaders take them
+        // in-process (see `partition::intake`); the embedded broker's in-process path needs no such help.
+        let intake = if broker.is_some() {
+            Intake::pass_through(bus.clone())
+        } else {
+            let conn = NatsBus::connect(&NatsOptions {
+                servers: config.nats.servers.clone(),
+                user: config.nats.user.clone(),
+                password: config.nats.password.clone(),
+                name: Some(format!(
+                    "LIFT.{}.{}.intake",
+                    config.clustering.namespace, server_id
+                )),
+                no_echo: true,
+            })
+            .await?;
+            Intake::local(Arc::new(conn))
+        };
 
         let advertised_port = if config.port == 0 {
             addr.port()
@@ -155,10 +175,13 @@ impl Server {
                 Presence::local(me),
             ),
         };
+        let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
         let partitions = PartitionManager::new(
             config.clone(),
             data_dir.clone(),
             bus.clone(),
+            Some(acks.clone() as Arc<dyn crate::partition::outbox::LocalInboxes>),
+            intake.clone(),
             metadata.clone(),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -177,13 +200,13 @@ impl Server {
                 stop_rx.clone(),
             ))
         });
-        let acks = AckRouter::start(bus.clone(), &config.clustering.namespace).await?;
 
         let ctx = Arc::new(ApiContext {
             config: config.clone(),
             metadata: metadata.clone(),
             partitions,
             bus: bus.clone(),
+            intake: intake.clone(),
             acks,
             presence: presence.clone(),
             advertised_port,
@@ -244,7 +267,10 @@ impl Server {
             shutdown_step("controller", task).await;
         }
         shutdown_step("metadata", metadata.shutdown()).await;
-        shutdown_step("NATS flush", bus.flush()).await;
+        shutdown_step("NATS flush", async {
+            let _ = futures::join!(bus.flush(), intake.flush());
+        })
+        .await;
         if let Some(broker) = broker {
             broker.shutdown().await;
         }

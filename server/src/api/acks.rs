@@ -3,9 +3,10 @@
 //! A gRPC publish travels through NATS like any other publish, and the partition leader answers on the
 //! message's ack inbox. Rather than subscribing once per publish, the API subscribes once to
 //! `<namespace>.ack.<nonce>.>` and hands out inboxes under that prefix; a handler decodes each ack and passes it
-//! to whoever registered the inbox — a single `Publish` (one ack) or a `PublishAsync` session (many). On the
-//! embedded broker the handler runs inside the partition leader's ack publish (no task hop); the acks still
-//! travel as `Ack` envelopes on their NATS inboxes, so NATS subscribers see them as before.
+//! to whoever registered the inbox — a single `Publish` (one ack) or a `PublishAsync` session (many). When the
+//! partition leader runs on this same server, it hands acks for these inboxes to the router in-process
+//! ([`LocalInboxes`]) instead of publishing them (they are this server's private inboxes: nobody else asked for
+//! them); acks from leaders on other servers arrive over NATS as `Ack` envelopes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{Bus, BusError, BusHandler, HandlerSubscription};
+use crate::partition::outbox::LocalInboxes;
 
 enum Waiter {
     Once(oneshot::Sender<pb::Ack>),
@@ -120,5 +122,16 @@ impl AckRouter {
             }
             _ => {}
         }
+    }
+}
+
+impl LocalInboxes for AckRouter {
+    fn deliver_local(&self, ack: pb::Ack) -> Option<pb::Ack> {
+        if !self.owns(&ack.ack_inbox) {
+            return Some(ack);
+        }
+        let inbox = ack.ack_inbox.clone();
+        self.deliver(&inbox, ack);
+        None
     }
 }

@@ -50,6 +50,8 @@ pub struct ApiContext {
     pub partitions: PartitionManager,
     /// NATS.
     pub bus: Arc<dyn Bus>,
+    /// Where publishes go out (and reach this server's own leaders in-process).
+    pub intake: Arc<crate::partition::intake::Intake>,
     /// Ack inboxes.
     pub acks: Arc<AckRouter>,
     /// Live servers and their addresses.

@@ -2,7 +2,9 @@
 //!
 //! Every gRPC publish goes out on NATS as a `Message` envelope, exactly like a NATS client using the envelope
 //! would publish it: plain NATS subscribers on the subject see it, and every stream attached to the subject
-//! records it. The ack comes back on an inbox from the [`AckRouter`](super::AckRouter).
+//! records it. It leaves through the [`Intake`](crate::partition::intake::Intake), which hands it to this
+//! server's own partition leaders in-process. The ack comes back on an inbox from the
+//! [`AckRouter`](super::AckRouter).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,8 +172,8 @@ async fn publish_and_wait(
     let inbox = message.ack_inbox.clone();
     let payload = envelope::encode_message(&message, false);
     if no_ack {
-        ctx.bus
-            .publish(subject, None, Vec::new(), payload)
+        ctx.intake
+            .publish(subject, payload)
             .await
             .map_err(status::from_bus)?;
         return Ok(None);
@@ -185,8 +187,8 @@ async fn publish_and_wait(
             .await
             .map_err(status::from_bus)?;
         ctx.bus.flush().await.map_err(status::from_bus)?;
-        ctx.bus
-            .publish(subject, None, Vec::new(), payload)
+        ctx.intake
+            .publish(subject, payload)
             .await
             .map_err(status::from_bus)?;
         let deadline = tokio::time::Instant::now() + wait;
@@ -203,7 +205,7 @@ async fn publish_and_wait(
         }
     }
     let rx = ctx.acks.expect_one(&inbox);
-    if let Err(e) = ctx.bus.publish(subject, None, Vec::new(), payload).await {
+    if let Err(e) = ctx.intake.publish(subject, payload).await {
         ctx.acks.forget(&inbox);
         return Err(status::from_bus(e));
     }
@@ -380,7 +382,7 @@ async fn publish_requests(
     if messages.is_empty() {
         return true;
     }
-    let results = ctx.bus.publish_batch(messages).await;
+    let results = ctx.intake.publish_batch(messages).await;
     for ((correlation_id, wants_ack), result) in sent.into_iter().zip(results) {
         match result {
             Ok(()) if wants_ack => in_flight.add(correlation_id),

@@ -21,6 +21,8 @@ pub struct NatsOptions {
     pub password: Option<String>,
     /// Connection name shown in the NATS server's monitoring.
     pub name: Option<String>,
+    /// Ask NATS not to deliver this connection's publishes to its own subscriptions.
+    pub no_echo: bool,
 }
 
 /// A [`Bus`] on an `async-nats` client. Cheap to clone; all clones share one connection.
@@ -42,6 +44,9 @@ impl NatsBus {
             })
             .client_capacity(65_536)
             .subscription_capacity(65_536);
+        if options.no_echo {
+            connect = connect.no_echo();
+        }
         if let Some(name) = &options.name {
             connect = connect.name(name.clone());
         }
@@ -116,7 +121,7 @@ impl Bus for NatsBus {
         Box::pin(async move {
             validate_subject(&subject)?;
             self.check_connected()?;
-            let max = self.client.server_info().max_payload;
+            let max = self.client.max_payload();
             if max > 0 && payload.len() > max {
                 return Err(BusError::PayloadTooLarge {
                     size: payload.len(),

@@ -6,7 +6,7 @@
 //!
 //! 1. **append** the accepted records with one write;
 //! 2. **advance the high watermark** over the batch once it is committed;
-//! 3. **release the acks** — as one burst ([`Bus::publish_batch`]), never one publish per message.
+//! 3. **release the acks** — as one burst ([`AckOutbox::send`]), never one publish per message.
 //!
 //! On a single server the ISR is this server alone, so a batch is committed as soon as it is appended (one
 //! [`Log::append_committed`], one wake-up for readers) and AckPolicy ALL is acknowledged like LEADER. Under
@@ -31,9 +31,10 @@ use liftbridge_proto::envelope::{self, EnvelopeError};
 use liftbridge_proto::pb;
 use tokio::sync::watch;
 
-use super::replication::{Isr, SharedIsr};
+use super::outbox::AckOutbox;
+use super::replication::{FetchServer, Isr};
 use super::{CloseReason, PartitionHandle};
-use crate::bus::{Bus, BusMessage, BusSubscription};
+use crate::bus::{BusMessage, BusSubscription};
 use crate::commitlog::{LogError, NewRecord, SyncPolicy};
 use crate::metadata::{Metadata, Op, now_ns};
 
@@ -130,7 +131,7 @@ async fn synced(commit: &mut GroupCommit) -> Result<u64, LogError> {
 /// Commits what an fsync up to `mark` made durable: moves the high watermark, then releases the acks.
 async fn commit_durable(
     partition: &PartitionHandle,
-    bus: &Arc<dyn Bus>,
+    outbox: &AckOutbox,
     commit: &mut GroupCommit,
     mark: u64,
 ) -> Result<(), LogError> {
@@ -146,7 +147,7 @@ async fn commit_durable(
             ack.commit_timestamp = now;
         }
     }
-    publish_acks(bus, acks).await;
+    outbox.send(acks).await;
     Ok(())
 }
 
@@ -154,10 +155,10 @@ async fn commit_durable(
 pub async fn run(
     partition: PartitionHandle,
     mut subscription: BusSubscription,
-    bus: Arc<dyn Bus>,
+    outbox: AckOutbox,
     metadata: Metadata,
     stats: Arc<LeaderStats>,
-    isr: Option<SharedIsr>,
+    replication: Option<Arc<FetchServer>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = partition.settings().clone();
@@ -176,7 +177,7 @@ pub async fn run(
             _ = stop.changed() => break,
             synced = synced(&mut group_commit) => {
                 let committed = match synced {
-                    Ok(mark) => commit_durable(&partition, &bus, &mut group_commit, mark).await,
+                    Ok(mark) => commit_durable(&partition, &outbox, &mut group_commit, mark).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = committed {
@@ -195,7 +196,13 @@ pub async fn run(
                 batch.push(first);
                 fill_batch(&mut subscription, &mut batch, settings.batch_max_messages, settings.batch_max_time).await;
                 last_activity = Instant::now();
-                match process_batch(&partition, &bus, &stats, leader_epoch, isr.as_deref(), &mut batch).await {
+                let isr = replication.as_ref().map(|r| &*r.isr);
+                let processed = process_batch(&partition, &outbox, &stats, leader_epoch, isr, &mut batch).await;
+                // Followers waiting at the end of the log get the new records now.
+                if let Some(replication) = &replication {
+                    replication.answer_waiting().await;
+                }
+                match processed {
                     Ok(Some(unsynced)) => {
                         group_commit.waiting.push_back(unsynced);
                         group_commit.start(&partition);
@@ -233,7 +240,7 @@ pub async fn run(
     while !group_commit.waiting.is_empty() || group_commit.syncing.is_some() {
         group_commit.start(&partition);
         let done = match synced(&mut group_commit).await {
-            Ok(mark) => commit_durable(&partition, &bus, &mut group_commit, mark).await,
+            Ok(mark) => commit_durable(&partition, &outbox, &mut group_commit, mark).await,
             Err(e) => Err(e),
         };
         if let Err(e) = done {
@@ -399,30 +406,11 @@ fn make_ack(
     }
 }
 
-/// Publishes acks to their inboxes as one burst. Failures are logged: the publisher times out and retries.
-async fn publish_acks(bus: &Arc<dyn Bus>, acks: Vec<pb::Ack>) {
-    if acks.is_empty() {
-        return;
-    }
-    let messages = acks
-        .into_iter()
-        .map(|ack| {
-            let payload = envelope::encode_ack(&ack, false);
-            (ack.ack_inbox, payload)
-        })
-        .collect();
-    for result in bus.publish_batch(messages).await {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "could not publish ack");
-        }
-    }
-}
-
 /// Decodes, checks and appends one batch, then commits it and releases its acks — or, under `sync=always`,
 /// returns it to wait for its fsync (see the module docs).
 async fn process_batch(
     partition: &PartitionHandle,
-    bus: &Arc<dyn Bus>,
+    outbox: &AckOutbox,
     stats: &LeaderStats,
     leader_epoch: u64,
     isr: Option<&Isr>,
@@ -544,6 +532,6 @@ async fn process_batch(
         }));
     }
     // 3. Release the acks.
-    publish_acks(bus, acks).await;
+    outbox.send(acks).await;
     Ok(None)
 }

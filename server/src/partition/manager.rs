@@ -15,8 +15,10 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::intake::Intake;
 use super::leader::{self, LeaderStats};
-use super::replication::{FetchServer, Isr, IsrChange, SharedIsr, fetch_subject, publish_acks};
+use super::outbox::{AckOutbox, LocalInboxes};
+use super::replication::{FetchServer, Isr, IsrChange, SharedIsr, fetch_subject};
 use super::replicator::{self, ReplicatorStats};
 use super::{CloseReason, PartitionHandle, PartitionSettings};
 use crate::bus::Bus;
@@ -54,6 +56,10 @@ struct Inner {
     config: Arc<Config>,
     data_dir: PathBuf,
     bus: Arc<dyn Bus>,
+    /// Where acks go.
+    outbox: AckOutbox,
+    /// Subscriptions of ungrouped leaders (they get this server's API publishes in-process).
+    intake: Arc<Intake>,
     metadata: Metadata,
     running: RwLock<HashMap<Key, Arc<Running>>>,
     /// Streams present at the last reconcile, to notice deletions (and delete their data).
@@ -90,13 +96,17 @@ pub enum Unserved {
 }
 
 impl PartitionManager {
-    /// A manager for partitions stored under `<data_dir>/streams`.
+    /// A manager for partitions stored under `<data_dir>/streams`; acks for `local_inboxes` are delivered
+    /// in-process, all others over `bus`.
     pub fn new(
         config: Arc<Config>,
         data_dir: PathBuf,
         bus: Arc<dyn Bus>,
+        local_inboxes: Option<Arc<dyn LocalInboxes>>,
+        intake: Arc<Intake>,
         metadata: Metadata,
     ) -> Self {
+        let outbox = AckOutbox::new(bus.clone(), local_inboxes);
         let (generation, _) = watch::channel(0);
         let known_streams = Mutex::new(metadata.snapshot().streams.keys().cloned().collect());
         PartitionManager {
@@ -104,6 +114,8 @@ impl PartitionManager {
                 config,
                 data_dir,
                 bus,
+                outbox,
+                intake,
                 metadata,
                 running: RwLock::new(HashMap::new()),
                 known_streams,
@@ -336,7 +348,7 @@ impl PartitionManager {
                 if let Some(isr) = &run.isr {
                     isr.set_isr(p.isr.clone());
                     let acks = isr.advance();
-                    publish_acks(&self.inner.bus, acks).await;
+                    self.inner.outbox.send(acks).await;
                 }
                 continue;
             }
@@ -394,6 +406,7 @@ impl PartitionManager {
         let replicator_stats = Arc::new(ReplicatorStats::default());
         let mut tasks = Vec::new();
         let mut isr = None;
+        let mut replication = None;
         match role {
             Role::Leader => {
                 if p.replicas.len() > 1 {
@@ -424,13 +437,15 @@ impl PartitionManager {
                         isr: shared.clone(),
                         log: log.clone(),
                         bus: self.inner.bus.clone(),
+                        outbox: self.inner.outbox.clone(),
                         leader_epoch: p.leader_epoch,
                         idle_wait: clustering.replica_max_idle_wait,
                         max_bytes: usize::try_from(clustering.replication_max_bytes)
                             .unwrap_or(1 << 20)
                             .max(64 * 1024),
+                        waiting: Default::default(),
                     });
-                    tasks.push(tokio::spawn(server.run(fetches, stop_rx.clone())));
+                    tasks.push(tokio::spawn(server.clone().run(fetches, stop_rx.clone())));
                     tasks.push(tokio::spawn(isr_upkeep(
                         shared.clone(),
                         self.inner.metadata.clone(),
@@ -441,24 +456,32 @@ impl PartitionManager {
                         stop_rx.clone(),
                     )));
                     isr = Some(shared);
+                    replication = Some(server);
                 }
-                let subscription = self
-                    .inner
-                    .bus
-                    .subscribe(subject, stream.group.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // A queue group is NATS' to balance: such a leader gets every message from NATS.
+                let subscription = if stream.group.is_none() && self.inner.intake.is_local() {
+                    self.inner.intake.subscribe(subject).await
+                } else {
+                    self.inner
+                        .bus
+                        .subscribe(subject, stream.group.clone())
+                        .await
+                }
+                .map_err(|e| e.to_string())?;
                 // Make sure NATS has the subscriptions before anyone is told the partition runs.
                 self.inner.bus.flush().await.map_err(|e| e.to_string())?;
+                if self.inner.intake.is_local() {
+                    self.inner.intake.flush().await.map_err(|e| e.to_string())?;
+                }
                 tasks.insert(
                     0,
                     tokio::spawn(leader::run(
                         handle.clone(),
                         subscription,
-                        self.inner.bus.clone(),
+                        self.inner.outbox.clone(),
                         self.inner.metadata.clone(),
                         stats.clone(),
-                        isr.clone(),
+                        replication,
                         stop_rx,
                     )),
                 );

@@ -9,11 +9,15 @@
 //! - [`controller`]: partition leader failover, run by the metadata leader.
 //! - [`replication`]: the leader's side of replication (ISR, high watermark, ALL acks, fetch server).
 //! - [`replicator`]: the follower's fetch loop.
+//! - [`intake`]: how this server's API publishes reach NATS and, in-process, this server's own leaders.
+//! - [`outbox`]: where acks go (in-process to this server's own ack inboxes, over NATS to the rest).
 //! - [`settings`]: a stream's effective settings (server defaults overridden per stream).
 
 pub mod controller;
+pub mod intake;
 pub mod leader;
 pub mod manager;
+pub mod outbox;
 pub mod replication;
 pub mod replicator;
 pub mod settings;

@@ -4,8 +4,9 @@
 //! Followers long-poll `<ns>.repl.<stream>.<partition>` with a [`FetchRequest`] naming the offset they need next
 //! (everything before it is in their log). The leader records that as the follower's progress, moves the high
 //! watermark to the smallest end offset of the ISR (so an ALL ack costs one fetch round trip), and answers with
-//! the raw bytes of the records from that offset — at once when it has them, or as soon as they are appended,
-//! or empty after `clustering.replica.max.idle.wait`. A follower that just became one first asks where its
+//! the raw bytes of the records from that offset — at once when it has them, or as soon as they are appended
+//! (the leader actor answers held fetches itself right after the append), or empty after
+//! `clustering.replica.max.idle.wait`. A follower that just became one first asks where its
 //! latest leader epoch ends in the leader's log and truncates there (KIP-101; never by HW alone).
 
 use std::collections::{HashMap, VecDeque};
@@ -275,12 +276,64 @@ pub struct FetchServer {
     pub log: Log,
     /// NATS.
     pub bus: Arc<dyn crate::bus::Bus>,
+    /// Where released ALL acks go.
+    pub outbox: super::outbox::AckOutbox,
     /// This leader's epoch.
     pub leader_epoch: u64,
     /// Longest a caught-up fetch is held.
     pub idle_wait: Duration,
     /// Most record bytes per answer.
     pub max_bytes: usize,
+    /// Fetches of caught-up followers, answered by the leader right after its next append.
+    pub waiting: WaitingFetches,
+}
+
+/// A caught-up follower's fetch, held until the leader appends or the idle wait passes.
+#[derive(Debug)]
+struct Waiting {
+    offset: u64,
+    reply: String,
+    deadline: tokio::time::Instant,
+}
+
+/// The fetches a leader holds (long polls). The leader actor answers them itself right after an append, so a
+/// commit does not wait for another task to wake, read and reply.
+#[derive(Debug, Default)]
+pub struct WaitingFetches(Mutex<Vec<Waiting>>);
+
+impl WaitingFetches {
+    /// Holds a fetch at `offset` unless the log already goes past it (checked under the lock the leader takes
+    /// after appending, so an append is never missed); returns the reply subject when it was not held.
+    fn hold_unless_ready(
+        &self,
+        log: &Log,
+        offset: u64,
+        reply: String,
+        deadline: tokio::time::Instant,
+    ) -> Option<String> {
+        let mut waiting = self.0.lock();
+        if log.end_offset() > offset {
+            return Some(reply);
+        }
+        waiting.push(Waiting {
+            offset,
+            reply,
+            deadline,
+        });
+        None
+    }
+
+    /// Takes the held fetches `keep` returns false for.
+    fn take(&self, keep: impl Fn(&Waiting) -> bool) -> Vec<Waiting> {
+        let mut waiting = self.0.lock();
+        let (keep, take): (Vec<Waiting>, Vec<Waiting>) = waiting.drain(..).partition(keep);
+        *waiting = keep;
+        take
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.0.lock().iter().map(|w| w.deadline).min()
+    }
 }
 
 impl FetchServer {
@@ -292,19 +345,55 @@ impl FetchServer {
     ) {
         use futures::StreamExt;
         loop {
+            let next_deadline = self.waiting.next_deadline();
+            let expiry = async {
+                match next_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = expiry => {
+                    // Idle: nothing was appended within the idle wait; answer empty.
+                    let now = tokio::time::Instant::now();
+                    for w in self.waiting.take(|w| w.deadline > now) {
+                        let answer = encode_response(&self.header(None), &[]);
+                        let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
+                    }
+                }
                 message = subscription.next() => {
                     let Some(message) = message else { break };
                     let Some(reply) = message.reply else { continue };
-                    let server = self.clone();
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        let answer = server.answer(&message.payload, stop).await;
-                        let _ = server.bus.publish(reply, None, Vec::new(), answer).await;
-                    });
+                    // The follower's progress is recorded here, inline: this fetch may commit ALL acks, which
+                    // then leave without waiting for another task to be scheduled.
+                    let (reply, answer) = match self.record(&message.payload).await {
+                        Err(answer) => (reply, answer),
+                        Ok(req) => {
+                            // Caught up: held until the leader's next append (see `answer_waiting`).
+                            let deadline = tokio::time::Instant::now() + self.idle_wait;
+                            match self.waiting.hold_unless_ready(&self.log, req.offset, reply, deadline) {
+                                None => continue,
+                                Some(reply) => (reply, self.read(req.offset)),
+                            }
+                        }
+                    };
+                    let _ = self.bus.publish(reply, None, Vec::new(), answer).await;
                 }
             }
+        }
+        for w in self.waiting.take(|_| false) {
+            let answer = encode_response(&self.header(Some("leader stopped".into())), &[]);
+            let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
+        }
+    }
+
+    /// Answers every held fetch the log now goes past; the leader actor calls it after each append.
+    pub async fn answer_waiting(&self) {
+        let end = self.log.end_offset();
+        for w in self.waiting.take(|w| w.offset >= end) {
+            let answer = self.read(w.offset);
+            let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
         }
     }
 
@@ -317,11 +406,16 @@ impl FetchServer {
         }
     }
 
-    async fn answer(&self, payload: &[u8], mut stop: tokio::sync::watch::Receiver<bool>) -> Bytes {
+    /// Checks a fetch and records the follower's progress (releasing the ALL acks it commits). Returns the
+    /// request to serve, or the answer when there is nothing to serve (refusal, truncation point).
+    async fn record(&self, payload: &[u8]) -> Result<FetchRequest, Bytes> {
         let req: FetchRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {
-                return encode_response(&self.header(Some(format!("malformed fetch: {e}"))), &[]);
+                return Err(encode_response(
+                    &self.header(Some(format!("malformed fetch: {e}"))),
+                    &[],
+                ));
             }
         };
         if req.leader_epoch != self.leader_epoch {
@@ -329,11 +423,11 @@ impl FetchServer {
                 "leader epoch {} is not the current one ({})",
                 req.leader_epoch, self.leader_epoch
             );
-            return encode_response(&self.header(Some(why)), &[]);
+            return Err(encode_response(&self.header(Some(why)), &[]));
         }
         if !self.isr.is_follower(&req.replica) {
             let why = format!("{} is not a follower of this partition", req.replica);
-            return encode_response(&self.header(Some(why)), &[]);
+            return Err(encode_response(&self.header(Some(why)), &[]));
         }
         if let Some(epoch) = req.last_epoch {
             let end = self
@@ -342,54 +436,26 @@ impl FetchServer {
                 .map_or(self.log.end_offset(), |e| e.end_offset);
             let mut header = self.header(None);
             header.truncate_to = Some(end.min(self.log.end_offset()));
-            return encode_response(&header, &[]);
+            return Err(encode_response(&header, &[]));
         }
         let end = self.log.end_offset();
         if req.offset > end {
             // The follower has records the leader does not: it must truncate (epoch query next time).
             let mut header = self.header(None);
             header.truncate_to = Some(end);
-            return encode_response(&header, &[]);
+            return Err(encode_response(&header, &[]));
         }
         let acks = self.isr.record_fetch(&req.replica, req.offset);
-        self.publish_acks(acks).await;
-        if req.offset == end {
-            // Long poll: answer when something is appended, or empty after the idle wait.
-            let mut position = self.log.subscribe();
-            let deadline = tokio::time::Instant::now() + self.idle_wait;
-            loop {
-                if self.log.end_offset() > req.offset {
-                    break;
-                }
-                tokio::select! {
-                    changed = tokio::time::timeout_at(deadline, position.changed()) => {
-                        if !matches!(changed, Ok(Ok(()))) {
-                            return encode_response(&self.header(None), &[]);
-                        }
-                    }
-                    _ = stop.changed() => return encode_response(&self.header(Some("leader stopped".into())), &[]),
-                }
-            }
-        }
+        self.outbox.send(acks).await;
+        Ok(req)
+    }
+
+    /// The answer with the records from `offset` on (up to `max_bytes`).
+    fn read(&self, offset: u64) -> Bytes {
         let limit = self.log.end_offset();
-        match self.log.read_raw(req.offset, self.max_bytes, limit) {
+        match self.log.read_raw(offset, self.max_bytes, limit) {
             Ok(bytes) => encode_response(&self.header(None), &bytes),
             Err(e) => encode_response(&self.header(Some(format!("read failed: {e}"))), &[]),
-        }
-    }
-
-    /// Publishes released ALL acks to their inboxes.
-    pub async fn publish_acks(&self, acks: Vec<pb::Ack>) {
-        publish_acks(&self.bus, acks).await;
-    }
-}
-
-/// Publishes acks to their inboxes.
-pub async fn publish_acks(bus: &Arc<dyn crate::bus::Bus>, acks: Vec<pb::Ack>) {
-    for ack in acks {
-        let payload = liftbridge_proto::envelope::encode_ack(&ack, false);
-        if let Err(e) = bus.publish(ack.ack_inbox, None, Vec::new(), payload).await {
-            tracing::debug!(error = %e, "could not publish ack");
         }
     }
 }
