@@ -259,7 +259,13 @@ impl Server {
         // Every step below may wait on NATS (a final flush, a Raft message, a follower's fetch); with NATS gone
         // those waits never end, so each step gets a deadline and shutdown always completes.
         shutdown_step("partitions", manager_task).await;
-        presence.stop();
+        // Leading nothing now: say goodbye, so the controller moves leadership without waiting out the timeout.
+        shutdown_step("presence", async {
+            if let Err(e) = presence.leave().await {
+                tracing::debug!(error = %e, "could not announce leaving");
+            }
+        })
+        .await;
         if let Some(task) = query_task {
             task.abort();
         }

@@ -91,6 +91,60 @@ async fn graceful_leader_loss_keeps_every_acked_message() {
     }
 }
 
+/// A partition leader that stops cleanly says goodbye, and the controller hands its partition to an ISR member
+/// at once — well before `clustering.replica.max.leader.timeout` (a minute here, so only the goodbye can explain
+/// a quick failover; a new controller would not even judge silence for that long).
+#[tokio::test]
+async fn clean_stop_hands_leadership_over_before_the_leader_timeout() {
+    let nats = NatsServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let mut servers = Vec::new();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        servers.push(
+            cluster::start(&nats.url, &root.path().join(id), id, |c| {
+                c.clustering.raft_bootstrap_seed = i == 0;
+                c.clustering.replica_max_leader_timeout = Duration::from_secs(60);
+            })
+            .await,
+        );
+    }
+    for s in &servers {
+        cluster::wait_brokers(s, 3).await;
+    }
+    cluster::wait_voters(&nats.url, "liftbridge-default", 3).await;
+    let mut admin = servers[0].client().await;
+    let p = cluster::create_with_isr(&mut admin, cluster::replicated("bye", 3), 3).await;
+    let leader = p.leader.clone();
+
+    let index = servers.iter().position(|s| s.server_id == leader).unwrap();
+    let old = servers.remove(index);
+    let stopped = tokio::time::Instant::now();
+    old.stop().await.unwrap();
+    let mut client = servers[0].client().await;
+    let p = wait_partition(&mut client, "bye", Duration::from_secs(30), |p| {
+        p.leader != leader && !p.leader.is_empty()
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "leadership moved after {took:?}, not before the 60 s leader timeout"
+    );
+    assert!(p.isr.contains(&p.leader), "{p:?}");
+    // The new leader takes AckPolicy ALL publishes once the ISR has dropped the stopped server.
+    let mut c = cluster::by_id(&servers, &p.leader).client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Err(e) = publish_all(&mut c, "bye", "after").await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader takes no publish: {e}"
+        );
+    }
+    for s in servers {
+        s.stop().await.unwrap();
+    }
+}
+
 /// The core check: publish with AckPolicy ALL as fast as one synchronous publisher goes while the partition
 /// leader is SIGKILLed; then every acked message must be readable exactly once, at its acked offset, in order,
 /// on every ISR member (the killed server included, once it has restarted and caught up). Runs once in CI;

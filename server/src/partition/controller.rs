@@ -3,7 +3,8 @@
 //! Every server runs this loop; only the current controller acts. A partition whose leader has not been heard
 //! from (see [`Presence`]) for `clustering.replica.max.leader.timeout` gets a new leader chosen from its ISR
 //! (minus the old leader), among live servers, preferring the one leading the fewest partitions. There is no
-//! unclean election: with no live ISR member left the partition stays unavailable until one returns.
+//! unclean election: with no live ISR member left the partition stays unavailable until one returns. A leader
+//! that stopped cleanly announced it (see [`Presence::has_left`]) and is replaced on the next tick.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,13 +38,15 @@ pub async fn run(
             continue;
         }
         let since = *controller_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < leader_timeout {
-            continue;
-        }
+        // A new controller listens for a full timeout before judging anyone by silence; a server that said
+        // goodbye (clean stop) is gone at once.
+        let judging = since.elapsed() >= leader_timeout;
         let dead = |server: &str| {
-            presence
-                .silent_for(server)
-                .is_none_or(|d| d > leader_timeout)
+            presence.has_left(server)
+                || (judging
+                    && presence
+                        .silent_for(server)
+                        .is_none_or(|d| d > leader_timeout))
         };
         let snapshot = metadata.snapshot();
         let mut leading: HashMap<&str, usize> = HashMap::new();
