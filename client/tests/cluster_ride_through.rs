@@ -195,10 +195,24 @@ async fn cluster_client(cluster: &Cluster) -> Client {
 /// Creates `name` with one partition replicated 3 times and waits until all 3 replicas are in sync; returns
 /// the partition leader's id.
 async fn create_replicated(client: &Client, name: &str) -> String {
-    client
-        .create_stream(StreamOptions::new(name, name).replication_factor(3))
-        .await
-        .expect("create RF=3 stream");
+    // Placement counts the servers the metadata leader heard from lately; on a loaded 2-core box one
+    // server's presence announcements can lag for a moment right after start, which the server answers
+    // (correctly) with "replicationFactor 3 is larger than the cluster". Retry that, and only that, briefly.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client
+            .create_stream(StreamOptions::new(name, name).replication_factor(3))
+            .await
+        {
+            Ok(_) => break,
+            Err(e)
+                if e.message().contains("larger than the cluster") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create RF=3 stream: {e}"),
+        }
+    }
     wait_isr(client, name, 3, |_| true).await
 }
 
