@@ -222,23 +222,27 @@ pub struct Ack {
 }
 
 impl Ack {
-    /// Decodes an encoded `Ack` protobuf, keeping `raw` and slicing the strings out of it.
-    pub(crate) fn decode(raw: Bytes) -> std::result::Result<Self, Malformed> {
-        let mut ack = Ack {
+    fn empty(raw: Bytes) -> Self {
+        Ack {
             offset: 0,
             reception_timestamp: 0,
             commit_timestamp: 0,
             ack_policy: 0,
             ack_error: 0,
             partition: None,
-            raw: raw.clone(),
+            raw,
             stream: Span::default(),
             partition_subject: Span::default(),
             msg_subject: Span::default(),
             ack_inbox: Span::default(),
             correlation_id: Span::default(),
             proto: OnceLock::new(),
-        };
+        }
+    }
+
+    /// Decodes an encoded `Ack` protobuf, keeping `raw` and slicing the strings out of it.
+    pub(crate) fn decode(raw: Bytes) -> std::result::Result<Self, Malformed> {
+        let mut ack = Self::empty(raw.clone());
         let mut buf = raw;
         while buf.has_remaining() {
             let (tag, wire) = decode_key(&mut buf)?;
@@ -275,20 +279,14 @@ impl Ack {
     pub(crate) fn from_proto(inner: pb::Ack, partition: Option<i32>) -> Self {
         // Bytes prost has just encoded from a valid ack always decode; the fallback keeps the numbers if that
         // ever changes (and the full protobuf below answers every accessor through as_proto).
-        let mut ack = Self::decode(Bytes::from(inner.encode_to_vec())).unwrap_or_else(|_| Ack {
-            offset: inner.offset,
-            reception_timestamp: inner.reception_timestamp,
-            commit_timestamp: inner.commit_timestamp,
-            ack_policy: inner.ack_policy,
-            ack_error: inner.ack_error,
-            partition: None,
-            raw: Bytes::new(),
-            stream: Span::default(),
-            partition_subject: Span::default(),
-            msg_subject: Span::default(),
-            ack_inbox: Span::default(),
-            correlation_id: Span::default(),
-            proto: OnceLock::new(),
+        let mut ack = Self::decode(Bytes::from(inner.encode_to_vec())).unwrap_or_else(|_| {
+            let mut ack = Self::empty(Bytes::new());
+            ack.offset = inner.offset;
+            ack.reception_timestamp = inner.reception_timestamp;
+            ack.commit_timestamp = inner.commit_timestamp;
+            ack.ack_policy = inner.ack_policy;
+            ack.ack_error = inner.ack_error;
+            ack
         });
         ack.partition = partition;
         ack.proto = OnceLock::from(Box::new(inner));

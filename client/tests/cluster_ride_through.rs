@@ -17,8 +17,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +26,7 @@ use liftbridge::{
     AckPolicy, Client, ErrorKind, Event, Message, StartPosition, StopPosition, StreamOptions,
     SubscribeOptions, Subscription,
 };
+use liftbridge_testkit::NatsServer;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -39,66 +38,17 @@ static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 // ---- cluster fixture ------------------------------------------------------------------------------------
 
-/// A `nats-server` child process on a free loopback port, killed (by pid) when dropped.
-struct Nats {
-    child: Child,
-    url: String,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nats-server must be installed (scripts/test installs it: apt-get install -y nats-server)");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let _ = tx.send(
-                        rest.trim()
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse::<u16>().ok()),
-                    );
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Some(port)) => Nats {
-                child,
-                url: format!("nats://127.0.0.1:{port}"),
-            },
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nats-server did not report its port within 10 s: {other:?}");
-            }
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Three Liftbridge servers (`a` bootstraps the metadata group, `b` and `c` join) on one `nats-server`, with
 /// short failure-detection timeouts.
 struct Cluster {
     /// Server ids and servers.
     servers: Vec<(String, TestServer)>,
-    nats: Nats,
+    nats: NatsServer,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let nats = Nats::start();
+        let nats = NatsServer::start();
         let mut servers = Vec::new();
         for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
             let url = nats.url.clone();

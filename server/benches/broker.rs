@@ -6,63 +6,13 @@
 //! `cargo bench -p liftbridge-server --bench broker` (set `BROKER_BENCH_SCALE=0.1` for a quick run). The broker
 //! runs on its own two-thread runtime so that, like `nats-server`, it does not share the clients' threads.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use liftbridge_server::broker::{BrokerConfig, EmbeddedBroker};
 use liftbridge_server::bus::Bus;
-
-/// A `nats-server` child on a random loopback port, killed (by pid) when dropped.
-struct NatsServer {
-    child: Child,
-    url: String,
-}
-
-impl NatsServer {
-    fn start() -> Option<NatsServer> {
-        let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let stderr = child.stderr.take()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let _ = tx.send(
-                        rest.trim()
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse::<u16>().ok()),
-                    );
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Some(port)) => Some(NatsServer {
-                child,
-                url: format!("nats://127.0.0.1:{port}"),
-            }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use liftbridge_testkit::NatsServer;
 
 /// Messages per second received by a TCP subscriber (first → last) while one TCP client publishes `n`.
 async fn core_pub_sub(url: &str, n: u64, size: usize) -> (f64, u64) {
@@ -234,7 +184,7 @@ fn main() {
         .block_on(EmbeddedBroker::start(config, None))
         .expect("broker");
     let embedded_url = broker.client_url();
-    let nats = NatsServer::start();
+    let nats = NatsServer::try_start_on(None).ok();
     if nats.is_none() {
         println!(
             "note: nats-server not found; reporting the embedded broker alone (apt-get install -y nats-server)"
