@@ -23,16 +23,11 @@ async fn publish_both_ways(
     let mut values = Vec::new();
     for i in 0..n {
         let value = format!("{prefix}{i}");
-        let mut req = tonic::Request::new(pb::PublishRequest {
-            stream: stream.into(),
-            value: value.clone().into_bytes().into(),
-            ack_policy: pb::AckPolicy::All as i32,
-            ..Default::default()
-        });
-        req.set_timeout(Duration::from_secs(5));
         // Every stream on the subject acks to the same inbox; the first ack answers the publish.
-        let ack = client.publish(req).await.expect("publish").into_inner().ack;
-        assert!(ack.is_some_and(|a| a.offset >= 0));
+        let offset = cluster::publish_all(client, stream, &value)
+            .await
+            .expect("publish");
+        assert!(offset >= 0, "{value} acked at {offset}");
         values.push(value);
     }
     let requests: Vec<pb::PublishRequest> = (n..2 * n)
