@@ -6,37 +6,7 @@ mod common;
 use common::*;
 use liftbridge::testing::{ServerTls, TestServer};
 use liftbridge::{ErrorKind, StartPosition, SubscribeOptions, TlsOptions};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-
-/// A CA and certificates it signed.
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Pki {
-            ca_pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for `names` with `usage`, and its key (PEM).
-    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use liftbridge_testkit::{ExtendedKeyUsagePurpose, Pki};
 
 async fn tls_server(pki: &Pki, names: &[&str], client_ca: Option<&Pki>) -> TestServer {
     let (cert, key) = pki.issue(names, ExtendedKeyUsagePurpose::ServerAuth);

@@ -10,39 +10,9 @@ use liftbridge_proto::pb;
 use liftbridge_proto::pb::api_client::ApiClient;
 use liftbridge_server::config::{Config, TlsConfig};
 use liftbridge_server::server::Server;
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use liftbridge_testkit::{ExtendedKeyUsagePurpose, Pki};
 use support::{TestServer, create_request};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-/// A CA and the certificates it signs.
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Pki {
-            ca_pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for `names` with `usage`, and its key (PEM).
-    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);

@@ -3,11 +3,15 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`NatsServer`] | a real `nats-server` child process on a free loopback port, stopped by pid when dropped |
+//! | [`Pki`] | a test certificate authority (rcgen) issuing server and client certificates, for TLS tests |
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+pub use rcgen::ExtendedKeyUsagePurpose;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 /// How long a starting `nats-server` may take to report its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +102,46 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A certificate authority made at test time, and the certificates it signs (PEM).
+pub struct Pki {
+    /// The CA certificate.
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    /// A new self-signed CA. Panics if rcgen cannot make one (a test fixture).
+    pub fn new() -> Pki {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = params.self_signed(&key).expect("self-signed CA").pem();
+        Pki {
+            ca_pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `names` with `usage`, and its key (PEM), signed by this CA.
+    pub fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("certificate params");
+        params.extended_key_usages = vec![usage];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("signed certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
     }
 }
 
