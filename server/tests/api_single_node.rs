@@ -413,6 +413,67 @@ async fn publish_async_pipelines_and_reports_errors(mode: Mode) {
     assert_eq!(offsets[&format!("c{}", N - 1)], N as i64 - 1);
 }
 
+/// A client that sends far more than the server keeps in flight per session (16,384 messages, plus what HTTP/2
+/// buffers) without reading a single ack: the server stops taking its requests instead of queueing acks without
+/// bound, and once the client reads, every message is acked exactly once.
+async fn publish_async_client_reading_acks_late_gets_all_of_them(mode: Mode) {
+    let mut f = fixture(mode).await;
+    f.client
+        .create_stream(create_request("late", "late", 1))
+        .await
+        .unwrap();
+    const N: usize = 100_000;
+    let requests = (0..N).map(|i| {
+        let mut req = publish_request("late", b"v");
+        req.correlation_id = format!("c{i}");
+        req
+    });
+    let responses = f
+        .client
+        .publish_async(tokio_stream::iter(requests))
+        .await
+        .unwrap();
+    let mut responses = responses.into_inner();
+    // Nothing is read until the server stops taking messages (its newest offset holds still for a while).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut newest, mut still) = (-1, 0);
+    while still < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = f
+            .client
+            .fetch_partition_metadata(pb::FetchPartitionMetadataRequest {
+                stream: "late".into(),
+                partition: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .metadata
+            .unwrap()
+            .newest_offset;
+        still = if now == newest { still + 1 } else { 0 };
+        newest = now;
+    }
+    assert!(
+        newest + 1 < N as i64,
+        "the server took all {N} messages while none of their acks was read"
+    );
+    let mut seen = std::collections::HashSet::new();
+    while let Some(resp) = tokio::time::timeout(WAIT, responses.next())
+        .await
+        .expect("responses in time")
+    {
+        let resp = resp.unwrap();
+        assert!(resp.async_error.is_none(), "{resp:?}");
+        assert!(
+            seen.insert(resp.correlation_id.clone()),
+            "acked twice: {}",
+            resp.correlation_id
+        );
+    }
+    assert_eq!(seen.len(), N, "every message acked once");
+}
+
 async fn nats_bridge_plain_and_envelope_publishers(mode: Mode) {
     let mut f = fixture(mode).await;
     f.client
@@ -1053,6 +1114,7 @@ on_both!(
     publish_errors_have_precise_codes,
     optimistic_concurrency_control,
     publish_async_pipelines_and_reports_errors,
+    publish_async_client_reading_acks_late_gets_all_of_them,
     nats_bridge_plain_and_envelope_publishers,
     malformed_envelopes_are_dropped_not_fatal,
     wildcard_subjects,

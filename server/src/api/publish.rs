@@ -297,27 +297,47 @@ fn async_error(
 /// Most requests a `PublishAsync` session takes from its input before publishing them as one batch.
 const PUBLISH_ASYNC_BATCH: usize = 512;
 
+/// Most messages of one `PublishAsync` session whose ack has not been handed to the response stream yet; the
+/// session stops reading requests beyond it until acks go out (so a client that never reads its acks is held
+/// back by HTTP/2 flow control instead of growing the server's memory).
+const PUBLISH_ASYNC_MAX_IN_FLIGHT: usize = 16_384;
+
 /// Correlation ids of a session's messages whose ack has not come back yet (a count per id: ids may repeat).
 #[derive(Default)]
-struct InFlight(HashMap<String, u32>);
+struct InFlight {
+    ids: HashMap<String, u32>,
+    total: usize,
+}
 
 impl InFlight {
     fn add(&mut self, correlation_id: String) {
-        *self.0.entry(correlation_id).or_default() += 1;
+        *self.ids.entry(correlation_id).or_default() += 1;
+        self.total += 1;
     }
 
     /// Accounts for one ack (nothing happens if no message waits under that id).
     fn remove_one(&mut self, correlation_id: &str) {
-        if let Some(n) = self.0.get_mut(correlation_id) {
+        if let Some(n) = self.ids.get_mut(correlation_id) {
             *n -= 1;
+            self.total -= 1;
             if *n == 0 {
-                self.0.remove(correlation_id);
+                self.ids.remove(correlation_id);
             }
         }
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// What a `PublishAsync` session's request task and its response stream share: the messages waiting for an
+/// ack, and a wake-up for the request task when acks went out.
+#[derive(Default)]
+struct Session {
+    in_flight: parking_lot::Mutex<InFlight>,
+    acked: tokio::sync::Notify,
+}
+
+impl Session {
+    fn in_flight(&self) -> usize {
+        self.in_flight.lock().total
     }
 }
 
@@ -352,7 +372,7 @@ async fn publish_requests(
     ctx: &ApiContext,
     inbox: &str,
     batch: Vec<pb::PublishRequest>,
-    in_flight: &mut InFlight,
+    session: &Session,
     out: &mpsc::Sender<Result<pb::PublishResponse, Status>>,
 ) -> bool {
     let mut messages = Vec::with_capacity(batch.len());
@@ -382,25 +402,87 @@ async fn publish_requests(
     if messages.is_empty() {
         return true;
     }
+    // Counted before they leave: an ack may reach the response stream before `publish_batch` returns.
+    {
+        let mut in_flight = session.in_flight.lock();
+        for (correlation_id, wants_ack) in &sent {
+            if *wants_ack {
+                in_flight.add(correlation_id.clone());
+            }
+        }
+    }
     let results = ctx.intake.publish_batch(messages).await;
     for ((correlation_id, wants_ack), result) in sent.into_iter().zip(results) {
-        match result {
-            Ok(()) if wants_ack => in_flight.add(correlation_id),
-            Ok(()) => {}
-            Err(e) => {
-                let status = status::from_bus(e);
-                let resp = async_error(
-                    correlation_id,
-                    pb::publish_async_error::Code::Internal,
-                    status.message().to_string(),
-                );
-                if out.send(Ok(resp)).await.is_err() {
-                    return false;
-                }
+        if let Err(e) = result {
+            if wants_ack {
+                session.in_flight.lock().remove_one(&correlation_id);
+            }
+            let status = status::from_bus(e);
+            let resp = async_error(
+                correlation_id,
+                pb::publish_async_error::Code::Internal,
+                status.message().to_string(),
+            );
+            if out.send(Ok(resp)).await.is_err() {
+                return false;
             }
         }
     }
     true
+}
+
+/// The response stream of a `PublishAsync` session. Acks go from the ack router straight into it (the task that
+/// reads the requests is not woken for them: one hand-over less per ack); refusals, publish failures and the final
+/// status come from that task through `answers`. It ends after the task ends (and what it had queued is sent).
+struct Responses {
+    acks: mpsc::UnboundedReceiver<pb::Ack>,
+    answers: mpsc::Receiver<Result<pb::PublishResponse, Status>>,
+    session: Arc<Session>,
+    answers_done: bool,
+}
+
+impl futures::Stream for Responses {
+    type Item = Result<pb::PublishResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if !this.answers_done {
+            match this.answers.poll_recv(cx) {
+                Poll::Ready(Some(answer)) => return Poll::Ready(Some(answer)),
+                Poll::Ready(None) => this.answers_done = true,
+                Poll::Pending => {}
+            }
+        }
+        let ack = if this.answers_done {
+            // The request task has ended: send what already came back, then end.
+            this.acks.try_recv().ok()
+        } else {
+            match this.acks.poll_recv(cx) {
+                Poll::Ready(ack) => ack,
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        match ack {
+            Some(ack) => {
+                // A duplicate or late ack is forwarded too, as before.
+                let drained = {
+                    let mut in_flight = this.session.in_flight.lock();
+                    in_flight.remove_one(&ack.correlation_id);
+                    in_flight.total == 0 || in_flight.total + 1 == PUBLISH_ASYNC_MAX_IN_FLIGHT
+                };
+                if drained {
+                    this.session.acked.notify_one();
+                }
+                Poll::Ready(Some(Ok(ack_response(ack))))
+            }
+            None if this.answers_done => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// `PublishAsync`: pipelined publishes on one stream. Each message with an ack policy other than NONE gets one
@@ -410,31 +492,35 @@ pub fn publish_async(
     ctx: Arc<ApiContext>,
     mut requests: Streaming<pb::PublishRequest>,
 ) -> ResponseStream<pb::PublishResponse> {
-    let (out, rx) = mpsc::channel::<Result<pb::PublishResponse, Status>>(1024);
+    let (out, answers) = mpsc::channel::<Result<pb::PublishResponse, Status>>(1024);
     let inbox = ctx.acks.new_inbox();
-    let mut acks = ctx.acks.expect_many(&inbox);
+    let acks = ctx.acks.expect_many(&inbox);
+    let session = Arc::new(Session::default());
     let mut shutdown = ctx.shutdown.clone();
+    let task_session = session.clone();
     tokio::spawn(async move {
-        // Correlation ids of messages whose ack has not come back yet.
-        let mut in_flight = InFlight::default();
+        let session = task_session;
         let mut input_open = true;
-        let mut input_failed = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         loop {
-            if !input_open && in_flight.is_empty() {
-                break;
-            }
             let drain = async {
                 match drain_deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };
+            // Every ack handed to the response stream notifies: re-checked on each wake-up.
+            let acked = session.acked.notified();
+            if !input_open && session.in_flight() == 0 {
+                break;
+            }
+            let room = session.in_flight() < PUBLISH_ASYNC_MAX_IN_FLIGHT;
             tokio::select! {
-                request = requests.next(), if input_open => {
+                request = requests.next(), if input_open && room => {
                     // Take every request that has already arrived (up to a bound) and publish them as one batch.
                     let mut batch = Vec::new();
                     let mut next = Some(request);
+                    let mut input_failed = false;
                     while let Some(request) = next.take() {
                         match request {
                             Some(Ok(req)) => batch.push(req),
@@ -453,31 +539,13 @@ pub fn publish_async(
                             next = requests.next().now_or_never();
                         }
                     }
-                    if !publish_requests(&ctx, &inbox, batch, &mut in_flight, &out).await || input_failed {
+                    if !publish_requests(&ctx, &inbox, batch, &session, &out).await || input_failed {
                         break;
                     }
                 }
-                ack = acks.recv() => {
-                    let Some(ack) = ack else { break };
-                    let mut next = Some(ack);
-                    let mut open = true;
-                    let mut forwarded = 0;
-                    // Forward every ack that has already arrived (up to a bound), not one per wake-up.
-                    while let Some(ack) = next.take() {
-                        forwarded += 1;
-                        // A duplicate or late ack is forwarded too, as before.
-                        in_flight.remove_one(&ack.correlation_id);
-                        if out.send(Ok(ack_response(ack))).await.is_err() {
-                            open = false;
-                            break;
-                        }
-                        if forwarded < PUBLISH_ASYNC_BATCH {
-                            next = acks.try_recv().ok();
-                        }
-                    }
-                    if !open { break; }
-                }
+                _ = acked => {}
                 _ = drain => break,
+                _ = out.closed() => break,
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         let _ = out.send(Err(Status::unavailable("Server is shutting down"))).await;
@@ -488,5 +556,10 @@ pub fn publish_async(
         }
         ctx.acks.forget(&inbox);
     });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Box::pin(Responses {
+        acks,
+        answers,
+        session,
+        answers_done: false,
+    })
 }
