@@ -307,6 +307,10 @@ const PUBLISH_ASYNC_MAX_IN_FLIGHT: usize = 16_384;
 struct InFlight {
     ids: HashMap<String, u32>,
     total: usize,
+    /// The request task waits for the last ack (its input has ended).
+    wake_when_empty: bool,
+    /// The request task waits for room (it stopped reading at [`PUBLISH_ASYNC_MAX_IN_FLIGHT`]).
+    wake_when_room: bool,
 }
 
 impl InFlight {
@@ -333,12 +337,6 @@ impl InFlight {
 struct Session {
     in_flight: parking_lot::Mutex<InFlight>,
     acked: tokio::sync::Notify,
-}
-
-impl Session {
-    fn in_flight(&self) -> usize {
-        self.in_flight.lock().total
-    }
 }
 
 /// The `PublishAsync` response for an ack.
@@ -469,12 +467,20 @@ impl futures::Stream for Responses {
         match ack {
             Some(ack) => {
                 // A duplicate or late ack is forwarded too, as before.
-                let drained = {
+                let wake = {
                     let mut in_flight = this.session.in_flight.lock();
                     in_flight.remove_one(&ack.correlation_id);
-                    in_flight.total == 0 || in_flight.total + 1 == PUBLISH_ASYNC_MAX_IN_FLIGHT
+                    let wake = (in_flight.wake_when_empty && in_flight.total == 0)
+                        || (in_flight.wake_when_room
+                            && in_flight.total < PUBLISH_ASYNC_MAX_IN_FLIGHT);
+                    if wake {
+                        in_flight.wake_when_empty = false;
+                        in_flight.wake_when_room = false;
+                    }
+                    wake
                 };
-                if drained {
+                // The request task is woken only when it waits for this (not once per ack).
+                if wake {
                     this.session.acked.notify_one();
                 }
                 Poll::Ready(Some(Ok(ack_response(ack))))
@@ -509,12 +515,18 @@ pub fn publish_async(
                     None => std::future::pending().await,
                 }
             };
-            // Every ack handed to the response stream notifies: re-checked on each wake-up.
+            // Created before the check, so a notification in between is not lost.
             let acked = session.acked.notified();
-            if !input_open && session.in_flight() == 0 {
-                break;
-            }
-            let room = session.in_flight() < PUBLISH_ASYNC_MAX_IN_FLIGHT;
+            let room = {
+                let mut in_flight = session.in_flight.lock();
+                if !input_open && in_flight.total == 0 {
+                    break;
+                }
+                let room = in_flight.total < PUBLISH_ASYNC_MAX_IN_FLIGHT;
+                in_flight.wake_when_empty = !input_open;
+                in_flight.wake_when_room = input_open && !room;
+                room
+            };
             tokio::select! {
                 request = requests.next(), if input_open && room => {
                     // Take every request that has already arrived (up to a bound) and publish them as one batch.
