@@ -13,6 +13,7 @@ use liftbridge_proto::pb::api_server::ApiServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::delivery::ApiRoutes;
 use crate::api::{AckRouter, ApiContext, ApiService};
 use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::bus::nats::NatsOptions;
@@ -69,6 +70,9 @@ pub struct ServerInfo {
 
 /// HTTP/2 connection flow-control window of the gRPC API (see where it is set).
 const GRPC_CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// Largest gRPC request the API decodes (a publish of a large message, with room for its envelope).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 /// The Liftbridge server.
 #[derive(Debug)]
@@ -245,7 +249,12 @@ impl Server {
         }
         let served = grpc
             .add_service(health_service)
-            .add_service(ApiServer::new(ApiService::new(ctx)).max_decoding_message_size(64 << 20))
+            .add_service(ApiRoutes::new(
+                ApiServer::new(ApiService::new(ctx.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+                ctx,
+                MAX_REQUEST_BYTES,
+            ))
             // TCP_NODELAY on every accepted connection: without it Nagle holds back small HTTP/2 frames (acks,
             // subscribe batches) while earlier ones are unacknowledged, adding milliseconds to pipelined publishes.
             .serve_with_incoming_shutdown(

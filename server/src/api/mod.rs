@@ -11,6 +11,7 @@
 
 pub mod acks;
 pub mod admin;
+pub mod delivery;
 pub mod describe;
 pub mod publish;
 pub mod status;
@@ -20,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use liftbridge_proto::pb;
 use liftbridge_proto::pb::api_server::Api;
 use tonic::{Request, Response, Status, Streaming};
@@ -128,9 +129,11 @@ impl Api for ApiService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        subscribe::subscribe(&self.ctx, request.into_inner())
-            .await
-            .map(Response::new)
+        // Served through `delivery::ApiRoutes` (encoded without building messages); this is the same stream as
+        // `pb::Message`s, for whoever serves the generated service alone.
+        let deliveries = subscribe::subscribe(&self.ctx, request.into_inner()).await?;
+        let messages = deliveries.map(|item| item.map(delivery::Delivery::into_message));
+        Ok(Response::new(Box::pin(messages) as Self::SubscribeStream))
     }
 
     async fn fetch_metadata(

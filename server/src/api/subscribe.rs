@@ -5,15 +5,16 @@
 //! first message is an empty handshake; a stop position (or the end of a readonly partition) ends the stream with
 //! `ResourceExhausted`; a pause ends it with `FailedPrecondition` and a deletion with `NotFound`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use liftbridge_proto::pb;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::delivery::Delivery;
 use super::{ApiContext, ResponseStream, admin, status};
-use crate::commitlog::{Log, ReadBound, Record};
+use crate::commitlog::{Log, ReadBound};
 use crate::metadata::now_ns;
 use crate::partition::manager::Unserved;
 use crate::partition::{CloseReason, PartitionHandle};
@@ -25,33 +26,6 @@ const READ_BATCH_BYTES: usize = 256 << 10;
 /// Batches (each up to [`READ_BATCH_BYTES`] of records) buffered between the reader task and the HTTP/2 stream.
 /// The reader hands over whole batches: one channel operation and at most one wake-up per batch, not per message.
 const SEND_BUFFER: usize = 2;
-
-/// Converts a stored record to the API's message.
-pub fn to_message(stream: &str, partition: i32, record: Record) -> pb::Message {
-    let mut headers = HashMap::with_capacity(record.headers.len());
-    let (mut subject, mut reply) = (String::new(), String::new());
-    for (name, value) in record.headers {
-        let name = String::from_utf8_lossy(&name).into_owned();
-        match name.as_str() {
-            "subject" => subject = String::from_utf8_lossy(&value).into_owned(),
-            "reply" => reply = String::from_utf8_lossy(&value).into_owned(),
-            _ => {}
-        }
-        headers.insert(name, value);
-    }
-    pb::Message {
-        offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
-        key: record.key.unwrap_or_default(),
-        value: record.value.unwrap_or_default(),
-        timestamp: record.timestamp_ns,
-        stream: stream.to_string(),
-        partition,
-        subject,
-        reply_subject: reply,
-        headers,
-        ..Default::default()
-    }
-}
 
 /// Finds the running partition, resuming it when asked to.
 async fn partition(
@@ -181,7 +155,7 @@ fn close_status(reason: Option<CloseReason>) -> Status {
 pub async fn subscribe(
     ctx: &ApiContext,
     req: pb::SubscribeRequest,
-) -> Result<ResponseStream<pb::Message>, Status> {
+) -> Result<ResponseStream<Delivery>, Status> {
     if req.consumer.is_some() {
         return Err(status::not_implemented(
             "Consumer groups (Subscribe with consumer)",
@@ -192,7 +166,7 @@ pub async fn subscribe(
     }
     let handle = partition(ctx, &req).await?;
     let log = handle.log().clone();
-    let (tx, rx) = mpsc::channel::<Vec<Result<pb::Message, Status>>>(SEND_BUFFER);
+    let (tx, rx) = mpsc::channel::<Vec<Result<Delivery, Status>>>(SEND_BUFFER);
     if req.reverse {
         let hw = log.high_watermark();
         let start = match pb::StartPosition::try_from(req.start_position) {
@@ -221,7 +195,7 @@ pub async fn subscribe(
                 "stop offset {lower} is after start offset {start} for a reverse subscription"
             )));
         }
-        let _ = tx.send(vec![Ok(pb::Message::default())]).await;
+        let _ = tx.send(vec![Ok(Delivery::handshake())]).await;
         tokio::spawn(reverse(handle, req, start, lower, tx));
     } else {
         let start = start_offset(&log, &req)?;
@@ -233,7 +207,7 @@ pub async fn subscribe(
                 "stop offset {stop} is before start offset {start}"
             )));
         }
-        let _ = tx.send(vec![Ok(pb::Message::default())]).await;
+        let _ = tx.send(vec![Ok(Delivery::handshake())]).await;
         tokio::spawn(forward(handle, req, start, stop, tx));
     }
     Ok(Box::pin(
@@ -241,7 +215,7 @@ pub async fn subscribe(
     ))
 }
 
-type Sender = mpsc::Sender<Vec<Result<pb::Message, Status>>>;
+type Sender = mpsc::Sender<Vec<Result<Delivery, Status>>>;
 
 /// Sends the final status of a subscription.
 async fn end(tx: &Sender, status: Status) {
@@ -256,6 +230,7 @@ async fn forward(
     tx: Sender,
 ) {
     let _guard = handle.track_subscriber();
+    let stream: Arc<str> = Arc::from(req.stream.as_str());
     let log = handle.log().clone();
     let mut closed = handle.closed();
     let mut readonly = handle.readonly_watch();
@@ -281,7 +256,7 @@ async fn forward(
                             stopped = true;
                             break;
                         }
-                        out.push(Ok(to_message(&req.stream, req.partition, record)));
+                        out.push(Ok(Delivery::new(stream.clone(), req.partition, record)));
                         next = offset + 1;
                         if stop == Some(offset) {
                             stopped = true;
@@ -319,6 +294,7 @@ async fn reverse(
     tx: Sender,
 ) {
     let _guard = handle.track_subscriber();
+    let stream: Arc<str> = Arc::from(req.stream.as_str());
     if start >= 0 {
         let mut reader = handle
             .log()
@@ -346,7 +322,7 @@ async fn reverse(
                     stopped = true;
                     break;
                 }
-                out.push(Ok(to_message(&req.stream, req.partition, record)));
+                out.push(Ok(Delivery::new(stream.clone(), req.partition, record)));
             }
             if tx.send(out).await.is_err() || stopped {
                 return;
