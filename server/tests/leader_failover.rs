@@ -98,20 +98,10 @@ async fn graceful_leader_loss_keeps_every_acked_message() {
 async fn clean_stop_hands_leadership_over_before_the_leader_timeout() {
     let nats = NatsServer::start();
     let root = tempfile::tempdir().unwrap();
-    let mut servers = Vec::new();
-    for (i, id) in ["a", "b", "c"].iter().enumerate() {
-        servers.push(
-            cluster::start(&nats.url, &root.path().join(id), id, |c| {
-                c.clustering.raft_bootstrap_seed = i == 0;
-                c.clustering.replica_max_leader_timeout = Duration::from_secs(60);
-            })
-            .await,
-        );
-    }
-    for s in &servers {
-        cluster::wait_brokers(s, 3).await;
-    }
-    cluster::wait_voters(&nats.url, "liftbridge-default", 3).await;
+    let mut servers = cluster::start_cluster_with(&nats.url, root.path(), 3, |c| {
+        c.clustering.replica_max_leader_timeout = Duration::from_secs(60);
+    })
+    .await;
     let mut admin = servers[0].client().await;
     let p = cluster::create_with_isr(&mut admin, cluster::replicated("bye", 3), 3).await;
     let leader = p.leader.clone();

@@ -234,10 +234,7 @@ async fn cluster_on_one_servers_embedded_broker() {
     for id in ["b", "c"] {
         servers.push(cluster::start(&url, &root.path().join(id), id, |_| {}).await);
     }
-    for s in &servers {
-        cluster::wait_brokers(s, 3).await;
-    }
-    cluster::wait_voters(&url, "liftbridge-default", 3).await;
+    cluster::wait_formed(&url, &servers).await;
     let mut c = servers[1].client().await;
     cluster::retry_unavailable(|| {
         let mut c = c.clone();

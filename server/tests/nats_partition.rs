@@ -90,10 +90,7 @@ async fn leader_isolated_from_nats_and_back() {
         );
         proxies.push(proxy);
     }
-    for s in &servers {
-        cluster::wait_brokers(s, 3).await;
-    }
-    cluster::wait_voters(&nats.url, "liftbridge-default", 3).await;
+    cluster::wait_formed(&nats.url, &servers).await;
     let mut admin = servers[0].client().await;
     let p = cluster::create_with_isr(&mut admin, cluster::replicated("np", 3), 3).await;
     let leader = p.leader.clone();

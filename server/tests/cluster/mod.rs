@@ -38,27 +38,40 @@ pub async fn start(
     .await
 }
 
-/// Starts the seed `a` and joining servers `b`, `c`, … (`n` in all), and waits until every one of them lists all
-/// `n` brokers.
+/// Starts the seed `a` and joining servers `b`, `c`, … (`n` in all), and waits until the cluster has formed.
 pub async fn start_cluster(nats_url: &str, root: &std::path::Path, n: usize) -> Vec<TestServer> {
-    let ids: Vec<String> = (0..n)
-        .map(|i| ((b'a' + i as u8) as char).to_string())
-        .collect();
+    start_cluster_with(nats_url, root, n, |_| {}).await
+}
+
+/// [`start_cluster`] with `tweak` applied to every server's configuration (after the cluster defaults).
+pub async fn start_cluster_with(
+    nats_url: &str,
+    root: &std::path::Path,
+    n: usize,
+    tweak: impl Fn(&mut Config),
+) -> Vec<TestServer> {
     let mut servers = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
+    for i in 0..n {
+        let id = ((b'a' + i as u8) as char).to_string();
         let seed = i == 0;
         servers.push(
-            start(nats_url, &root.join(id), id, |c| {
+            start(nats_url, &root.join(&id), &id, |c| {
                 c.clustering.raft_bootstrap_seed = seed;
+                tweak(c);
             })
             .await,
         );
     }
-    for s in &servers {
-        wait_brokers(s, n).await;
-    }
-    wait_voters(nats_url, "liftbridge-default", n).await;
+    wait_formed(nats_url, &servers).await;
     servers
+}
+
+/// Waits until every one of `servers` lists all of them as brokers and the metadata group has them all as voters.
+pub async fn wait_formed(nats_url: &str, servers: &[TestServer]) {
+    for s in servers {
+        wait_brokers(s, servers.len()).await;
+    }
+    wait_voters(nats_url, "liftbridge-default", servers.len()).await;
 }
 
 /// Waits until the metadata group of `namespace` has `n` voters (asked over NATS, as an operator would).
