@@ -10,16 +10,16 @@
 //! [`ApiRoutes`] serves the API with `Subscribe` answered through this codec and every other method by the
 //! generated service.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use liftbridge_proto::pb;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{Body, Service, StdError, http};
+use tonic_prost::ProstDecoder;
 
 use super::ApiContext;
 use crate::commitlog::Record;
@@ -108,7 +108,7 @@ impl Delivery {
                 .iter()
                 .rev()
                 .find(|(n, _)| n.as_ref() == name.as_bytes())
-                .map(|(_, v)| utf8(v))
+                .map(|(_, v)| String::from_utf8_lossy(v))
         };
         if let Some(subject) = header("subject") {
             put_bytes_field(buf, 7, subject.as_bytes());
@@ -117,7 +117,8 @@ impl Delivery {
             put_bytes_field(buf, 8, reply.as_bytes());
         }
         for (name, value) in &record.headers {
-            let name = utf8(name);
+            // Strings are the bytes when UTF-8 (always, for what this server stores), else the lossy text.
+            let name = String::from_utf8_lossy(name);
             // A map entry: key (field 1) and value (field 2), each left out when empty.
             let entry_len = field_len(name.len()) + field_len(value.len());
             put_key(buf, 9, LENGTH_DELIMITED);
@@ -130,12 +131,6 @@ impl Delivery {
 
 const VARINT: u8 = 0;
 const LENGTH_DELIMITED: u8 = 2;
-
-/// A string field's text: the bytes when they are UTF-8 (always, for what this server stores), else the lossy
-/// conversion `pb::Message` would get.
-fn utf8(bytes: &Bytes) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
-}
 
 fn put_key(buf: &mut impl BufMut, field: u32, wire_type: u8) {
     put_varint(buf, u64::from(field << 3 | u32::from(wire_type)));
@@ -177,11 +172,7 @@ fn put_bytes_field(buf: &mut impl BufMut, field: u32, value: &[u8]) {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SubscribeCodec;
 
-/// Encodes [`Delivery`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DeliveryEncoder;
-
-impl Encoder for DeliveryEncoder {
+impl Encoder for SubscribeCodec {
     type Item = Delivery;
     type Error = Status;
 
@@ -191,31 +182,18 @@ impl Encoder for DeliveryEncoder {
     }
 }
 
-/// Decodes a `SubscribeRequest` with prost.
-#[derive(Debug, Default)]
-pub struct SubscribeRequestDecoder(tonic_prost::ProstDecoder<pb::SubscribeRequest>);
-
-impl Decoder for SubscribeRequestDecoder {
-    type Item = pb::SubscribeRequest;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::SubscribeRequest>, Status> {
-        self.0.decode(src)
-    }
-}
-
 impl Codec for SubscribeCodec {
     type Encode = Delivery;
     type Decode = pb::SubscribeRequest;
-    type Encoder = DeliveryEncoder;
-    type Decoder = SubscribeRequestDecoder;
+    type Encoder = SubscribeCodec;
+    type Decoder = ProstDecoder<pb::SubscribeRequest>;
 
-    fn encoder(&mut self) -> DeliveryEncoder {
-        DeliveryEncoder
+    fn encoder(&mut self) -> SubscribeCodec {
+        SubscribeCodec
     }
 
-    fn decoder(&mut self) -> SubscribeRequestDecoder {
-        SubscribeRequestDecoder::default()
+    fn decoder(&mut self) -> ProstDecoder<pb::SubscribeRequest> {
+        ProstDecoder::default()
     }
 }
 
@@ -305,6 +283,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use prost::Message as _;
 
     use super::*;
