@@ -258,6 +258,32 @@ fn offsets_high_watermark_and_watch_channel() {
 }
 
 #[test]
+fn high_watermark_checkpoint_is_written_only_when_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("replication-offset-checkpoint");
+    let (log, _) = open(dir.path(), small());
+    fill(&log, 0, 10, 10);
+    log.set_high_watermark(4).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n4\n");
+    // Unchanged: the periodic checkpoint of an idle partition writes (and fsyncs) nothing.
+    std::fs::remove_file(&file).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert!(!file.exists());
+    log.set_high_watermark(7).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n7\n");
+    // A truncation below the high watermark moves it back, which is written too.
+    log.truncate(3).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n");
+    // Closing always writes it.
+    std::fs::remove_file(&file).unwrap();
+    log.close().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n");
+}
+
+#[test]
 fn high_watermark_restored_on_open_is_clamped_to_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), small());

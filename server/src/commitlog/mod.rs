@@ -191,8 +191,9 @@ pub(crate) struct LogInner {
     failure: Mutex<Option<String>>,
     /// Leader-epoch cache (mutated under the write lock, read by anyone).
     epochs: RwLock<LeaderEpochCache>,
-    /// Serializes checkpoint file writes that happen outside the write lock.
-    checkpoint_lock: Mutex<()>,
+    /// Serializes high watermark checkpoint writes that happen outside the write lock; holds the value last
+    /// written (`None` until this `Log` wrote one), so an unchanged high watermark is not rewritten.
+    checkpoint_lock: Mutex<Option<i64>>,
     /// Serializes compaction passes (their rewrite phase runs outside the write lock).
     compaction_lock: Mutex<()>,
     /// Read buffers handed back by readers, reused once the records cut from them are dropped.
@@ -324,9 +325,17 @@ impl Log {
 
     /// Writes the high watermark to `replication-offset-checkpoint` atomically. Restored (clamped to the
     /// newest offset) by [`Log::open`].
+    /// Does nothing when the high watermark has not changed since this `Log` last wrote it (an idle partition
+    /// costs no file writes or fsyncs).
     pub fn checkpoint_high_watermark(&self) -> Result<()> {
-        let _g = self.inner.checkpoint_lock.lock();
-        checkpoint::write_value(&self.inner.dir, HIGH_WATERMARK_FILE, self.high_watermark())
+        let mut written = self.inner.checkpoint_lock.lock();
+        let hw = self.high_watermark();
+        if *written == Some(hw) {
+            return Ok(());
+        }
+        checkpoint::write_value(&self.inner.dir, HIGH_WATERMARK_FILE, hw)?;
+        *written = Some(hw);
+        Ok(())
     }
 
     /// The current position, as broadcast on [`Log::subscribe`].

@@ -971,12 +971,10 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     let end = inner.end_offset.load(Ordering::Acquire);
     checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, end)?;
     {
-        let _g = inner.checkpoint_lock.lock();
-        checkpoint::write_value(
-            &inner.dir,
-            checkpoint::HIGH_WATERMARK_FILE,
-            inner.high_watermark.load(Ordering::Acquire),
-        )?;
+        let mut written = inner.checkpoint_lock.lock();
+        let hw = inner.high_watermark.load(Ordering::Acquire);
+        checkpoint::write_value(&inner.dir, checkpoint::HIGH_WATERMARK_FILE, hw)?;
+        *written = Some(hw);
     }
     if clean {
         checkpoint::write_value(&inner.dir, CLEAN_SHUTDOWN_FILE, end)?;

@@ -391,8 +391,17 @@ impl FetchServer {
     /// Answers every held fetch the log now goes past; the leader actor calls it after each append.
     pub async fn answer_waiting(&self) {
         let end = self.log.end_offset();
+        // Caught-up followers wait at the same offset: one read answers them all.
+        let mut last: Option<(u64, Bytes)> = None;
         for w in self.waiting.take(|w| w.offset >= end) {
-            let answer = self.read(w.offset);
+            let answer = match &last {
+                Some((offset, answer)) if *offset == w.offset => answer.clone(),
+                _ => {
+                    let answer = self.read(w.offset);
+                    last = Some((w.offset, answer.clone()));
+                    answer
+                }
+            };
             let _ = self.bus.publish(w.reply, None, Vec::new(), answer).await;
         }
     }
