@@ -485,11 +485,20 @@ impl Publisher {
         partition: i32,
         permit: Option<OwnedSemaphorePermit>,
     ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
-        let slot = match tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve())
-            .await
-        {
+        // Room in the queue is the common case: take it without arming a timer (a timeout registers an entry
+        // in the runtime's timer wheel and reads the clock, per message).
+        let reserved = match self.requests.try_reserve() {
+            Ok(slot) => Ok(Ok(slot)),
+            Err(mpsc::error::TrySendError::Closed(())) => Ok(Err(())),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve())
+                    .await
+                    .map(|r| r.map_err(|_| ()))
+            }
+        };
+        let slot = match reserved {
             Ok(Ok(slot)) => slot,
-            Ok(Err(_)) => return Err(Refused::NotSent(req, permit)),
+            Ok(Err(())) => return Err(Refused::NotSent(req, permit)),
             Err(_) => {
                 return Err(Refused::Invalid(Error::new(
                     ErrorKind::AckTimeout,

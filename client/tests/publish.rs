@@ -338,6 +338,49 @@ async fn pipelined_sends_are_acked_in_order() {
     }
 }
 
+/// Fire-and-forget sends are bounded by the publish stream's request queue, not by the in-flight window: with the
+/// connection stalled the sender waits once the queue (and the socket buffers) are full, and every message is
+/// delivered, in order, once traffic moves again.
+#[tokio::test]
+async fn fire_and_forget_sends_wait_for_room_in_the_request_queue() {
+    const COUNT: usize = 5_000;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    create(&client, "ff", 1).await;
+    client.publish("ff", "warm up").await.unwrap();
+    server.set_stalled(true);
+    let sender = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..COUNT {
+                let payload = format!("{i:01024}");
+                let ack = client
+                    .send("ff", Message::new(payload).ack_policy(AckPolicy::None))
+                    .await
+                    .unwrap();
+                assert_eq!(ack.await.unwrap().offset(), -1);
+            }
+        })
+    };
+    tokio::pin!(sender);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut sender)
+            .await
+            .is_err(),
+        "5 MB of sends cannot all be queued while the connection is stalled"
+    );
+    server.set_stalled(false);
+    tokio::time::timeout(WAIT, sender)
+        .await
+        .expect("the sender finishes once traffic moves")
+        .unwrap();
+    let mut sub = client.subscribe("ff", earliest()).await.unwrap();
+    let got = take(&mut sub, COUNT + 1).await;
+    for (i, m) in got[1..].iter().enumerate() {
+        assert_eq!(m.value(), format!("{i:01024}").as_bytes());
+    }
+}
+
 /// With a window of 4 and acks held back, four sends go through and the fifth waits until an ack frees room.
 #[tokio::test]
 async fn in_flight_window_applies_backpressure() {
