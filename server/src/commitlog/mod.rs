@@ -193,7 +193,7 @@ pub(crate) struct LogInner {
     epochs: RwLock<LeaderEpochCache>,
     /// Serializes high watermark checkpoint writes that happen outside the write lock; holds the value last
     /// written (`None` until this `Log` wrote one), so an unchanged high watermark is not rewritten.
-    checkpoint_lock: Mutex<Option<i64>>,
+    checkpointed_hw: Mutex<Option<i64>>,
     /// Serializes compaction passes (their rewrite phase runs outside the write lock).
     compaction_lock: Mutex<()>,
     /// Read buffers handed back by readers, reused once the records cut from them are dropped.
@@ -325,10 +325,11 @@ impl Log {
 
     /// Writes the high watermark to `replication-offset-checkpoint` atomically. Restored (clamped to the
     /// newest offset) by [`Log::open`].
+    ///
     /// Does nothing when the high watermark has not changed since this `Log` last wrote it (an idle partition
     /// costs no file writes or fsyncs).
     pub fn checkpoint_high_watermark(&self) -> Result<()> {
-        let mut written = self.inner.checkpoint_lock.lock();
+        let mut written = self.inner.checkpointed_hw.lock();
         let hw = self.high_watermark();
         if *written == Some(hw) {
             return Ok(());

@@ -1105,7 +1105,7 @@ pub(crate) fn open(
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
         epochs: RwLock::new(cache),
-        checkpoint_lock: Mutex::new(None),
+        checkpointed_hw: Mutex::new(None),
         compaction_lock: Mutex::new(()),
         read_buffers: Mutex::new(Vec::new()),
         counters: Counters::default(),

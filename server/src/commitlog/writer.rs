@@ -971,7 +971,7 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     let end = inner.end_offset.load(Ordering::Acquire);
     checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, end)?;
     {
-        let mut written = inner.checkpoint_lock.lock();
+        let mut written = inner.checkpointed_hw.lock();
         let hw = inner.high_watermark.load(Ordering::Acquire);
         checkpoint::write_value(&inner.dir, checkpoint::HIGH_WATERMARK_FILE, hw)?;
         *written = Some(hw);
