@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use bytes::BufMut;
 use liftbridge_proto::pb;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tonic::Status;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{Body, Service, StdError, http};
@@ -87,20 +88,20 @@ impl Delivery {
         let Some(record) = &self.record else { return };
         let offset = i64::try_from(record.offset).unwrap_or(i64::MAX);
         if offset != 0 {
-            put_key(buf, 1, VARINT);
-            put_varint(buf, offset as u64);
+            encode_key(1, WireType::Varint, buf);
+            encode_varint(offset as u64, buf);
         }
         put_bytes_field(buf, 2, record.key.as_deref().unwrap_or_default());
         put_bytes_field(buf, 3, record.value.as_deref().unwrap_or_default());
         if record.timestamp_ns != 0 {
-            put_key(buf, 4, VARINT);
-            put_varint(buf, record.timestamp_ns as u64);
+            encode_key(4, WireType::Varint, buf);
+            encode_varint(record.timestamp_ns as u64, buf);
         }
         put_bytes_field(buf, 5, self.stream.as_bytes());
         if self.partition != 0 {
-            put_key(buf, 6, VARINT);
+            encode_key(6, WireType::Varint, buf);
             // int32: negative values are sign-extended to ten bytes, as prost does.
-            put_varint(buf, i64::from(self.partition) as u64);
+            encode_varint(i64::from(self.partition) as u64, buf);
         }
         let header = |name: &str| {
             record
@@ -120,41 +121,21 @@ impl Delivery {
             // Strings are the bytes when UTF-8 (always, for what this server stores), else the lossy text.
             let name = String::from_utf8_lossy(name);
             // A map entry: key (field 1) and value (field 2), each left out when empty.
-            let entry_len = field_len(name.len()) + field_len(value.len());
-            put_key(buf, 9, LENGTH_DELIMITED);
-            put_varint(buf, entry_len as u64);
+            let entry_len = field_len(1, name.len()) + field_len(2, value.len());
+            encode_key(9, WireType::LengthDelimited, buf);
+            encode_varint(entry_len as u64, buf);
             put_bytes_field(buf, 1, name.as_bytes());
             put_bytes_field(buf, 2, value);
         }
     }
 }
 
-const VARINT: u8 = 0;
-const LENGTH_DELIMITED: u8 = 2;
-
-fn put_key(buf: &mut impl BufMut, field: u32, wire_type: u8) {
-    put_varint(buf, u64::from(field << 3 | u32::from(wire_type)));
-}
-
-fn put_varint(buf: &mut impl BufMut, mut value: u64) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
-}
-
-fn varint_len(value: u64) -> usize {
-    // ceil(significant bits / 7), at least one byte.
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// Encoded size of a length-delimited field of `len` bytes with a one-byte key, or 0 when it is left out (empty).
-fn field_len(len: usize) -> usize {
+/// Encoded size of length-delimited field `field` of `len` bytes, or 0 when it is left out (empty).
+fn field_len(field: u32, len: usize) -> usize {
     if len == 0 {
         0
     } else {
-        1 + varint_len(len as u64) + len
+        key_len(field) + encoded_len_varint(len as u64) + len
     }
 }
 
@@ -163,8 +144,8 @@ fn put_bytes_field(buf: &mut impl BufMut, field: u32, value: &[u8]) {
     if value.is_empty() {
         return;
     }
-    put_key(buf, field, LENGTH_DELIMITED);
-    put_varint(buf, value.len() as u64);
+    encode_key(field, WireType::LengthDelimited, buf);
+    encode_varint(value.len() as u64, buf);
     buf.put_slice(value);
 }
 
@@ -354,14 +335,5 @@ mod tests {
         let mut ours = Vec::new();
         delivery.encode(&mut ours);
         assert_eq!(ours, delivery.into_message().encode_to_vec());
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for value in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, value);
-            assert_eq!(buf.len(), varint_len(value), "{value}");
-        }
     }
 }
