@@ -26,9 +26,11 @@
 //! | [`consumer`] | reading a stream back |
 //! | [`server`] | server processes started by `compare`: readiness, memory (`/proc`), stopping |
 //! | [`compare`] | the side-by-side suite, medians and the markdown table |
+//! | [`floor`] | the gRPC floor: a server that acks at once and stores nothing, and a bare tonic publisher |
 
 pub mod compare;
 pub mod consumer;
+pub mod floor;
 pub mod latency;
 pub mod payload;
 pub mod producer;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use liftbridge_bench::compare::{self, CompareOptions};
 use liftbridge_bench::target::Target;
 use liftbridge_bench::workload::Workload;
-use liftbridge_bench::{consumer, producer};
+use liftbridge_bench::{consumer, floor, producer};
 
 /// Benchmarks Liftbridge (through the Rust client) and NATS JetStream with the same workloads.
 #[derive(Debug, Parser)]
@@ -24,6 +24,67 @@ enum Command {
     Consumer(RunArgs),
     /// Starts fresh servers and runs the comparison suite (standalone, external nats-server, JetStream).
     Compare(CompareOptions),
+    /// Serves the gRPC floor: Liftbridge's API acknowledging every publish at once, storing nothing. Prints
+    /// `listening on HOST:PORT`, then serves until SIGINT or SIGTERM.
+    FloorServer {
+        /// Address to bind (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// Publishes to a floor server with the bare generated tonic client (no Liftbridge client).
+    FloorClient(FloorClientArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FloorClientArgs {
+    /// The floor server, `host:port`.
+    #[arg(long)]
+    addr: String,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    /// At most this many unacknowledged messages (1 = synchronous).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `floor-client` and prints msg/s and latency.
+async fn floor_client(args: FloorClientArgs) -> anyhow::Result<()> {
+    let result = floor::run_raw(&args.addr, args.messages, args.size, args.window).await?;
+    let secs = result.elapsed.as_secs_f64();
+    let rate = result.messages as f64 / secs;
+    let latency = result.latency.summary();
+    if args.json {
+        let out = serde_json::json!({
+            "messages": result.messages,
+            "elapsed_secs": secs,
+            "msgs_per_sec": rate,
+            "latency_us": latency,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let p50 = latency.map_or(0.0, |l| l.p50);
+        let p99 = latency.map_or(0.0, |l| l.p99);
+        println!(
+            "{} messages in {secs:.3} s: {rate:.0} msg/s, p50 {p50:.1} us, p99 {p99:.1} us",
+            result.messages
+        );
+    }
+    Ok(())
+}
+
+/// Runs `floor-server` until interrupted.
+async fn floor_server(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let (addr, served) = floor::serve(listen, liftbridge_bench::server::interrupted()).await?;
+    println!("listening on {addr}");
+    served.await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +165,8 @@ async fn main() -> anyhow::Result<()> {
                 producer::run(&target, &args.workload, !args.no_create, !args.quiet).await?;
             (args, report)
         }
+        Command::FloorServer { listen } => return floor_server(listen).await,
+        Command::FloorClient(args) => return floor_client(args).await,
         Command::Consumer(args) => {
             let report = consumer::run(&args.target(), &args.workload, !args.quiet).await?;
             (args, report)

@@ -269,3 +269,124 @@ async fn producer_and_consumer_against_jetstream() {
     .await;
     assert_consumed_in_order(&consumed, 500);
 }
+
+/// `floor-server` started as a process; killed (by its pid) when dropped.
+struct FloorServer {
+    child: tokio::process::Child,
+    addr: String,
+}
+
+impl FloorServer {
+    async fn start() -> FloorServer {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["floor-server", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start floor-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(RUN_TIMEOUT, lines.next_line())
+            .await
+            .expect("floor-server printed its address in time")
+            .expect("read floor-server output")
+            .expect("floor-server printed a line");
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        FloorServer { child, addr }
+    }
+}
+
+impl FloorServer {
+    /// Kills the process and waits for it to exit.
+    async fn stop(mut self) {
+        tokio::time::timeout(RUN_TIMEOUT, self.child.kill())
+            .await
+            .expect("floor-server exits in time")
+            .expect("kill floor-server");
+    }
+}
+
+impl Drop for FloorServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Runs `floor-client` against `addr` and returns its JSON result.
+async fn floor_client(addr: &str, messages: u64, window: u64) -> Value {
+    let out = tokio::time::timeout(
+        RUN_TIMEOUT,
+        tokio::process::Command::new(BIN)
+            .args(["floor-client", "--addr", addr, "--json"])
+            .args(["--messages", &messages.to_string()])
+            .args(["--window", &window.to_string()])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("floor-client finished in time")
+    .expect("run floor-client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "floor-client failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_server_answers_the_client_and_the_bare_tonic_publisher() {
+    let floor = FloorServer::start().await;
+    // The real client against the floor: stream creation, leader discovery, publishes and acks, sync and
+    // pipelined; every message is acked once.
+    for window in ["1", "64"] {
+        let report = bench(&[
+            "producer",
+            "--addr",
+            &floor.addr,
+            "--stream",
+            "floor",
+            "--messages",
+            "2000",
+            "--window",
+            window,
+            "--partitions",
+            "2",
+        ])
+        .await;
+        assert_produced(&report, 2000);
+    }
+    for window in [1, 64] {
+        let result = floor_client(&floor.addr, 2000, window).await;
+        assert_eq!(result["messages"], 2000, "{result}");
+        assert_eq!(result["latency_us"]["samples"], 2000, "{result}");
+    }
+    // What the floor does not serve is refused with an error that says so (reading is not served).
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "consumer",
+            "--addr",
+            &floor.addr,
+            "--stream",
+            "floor",
+            "--messages",
+            "10",
+            "--quiet",
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run consumer");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("floor server only answers"), "{stderr}");
+    floor.stop().await;
+}
