@@ -9,6 +9,11 @@
 //! 3. The publisher's task reads responses and completes the matching [`AckFuture`], releasing the permit.
 //!    It also expires acks past their deadline (a FIFO of deadlines: every message of a client has the same
 //!    ack timeout) and, when the stream breaks, fails every pending message at once with `Disconnected`.
+//!    While a message is the only one waiting on its stream (a synchronous publish), its `AckFuture` reads
+//!    the responses itself instead, so the connection wakes the caller directly rather than the task that
+//!    would pass the ack on (one thread hand-off less per synchronous publish). Sending another message, or
+//!    the future completing or being dropped, hands reading back to the task, so a future that is polled and
+//!    then left alone never holds back other acks.
 //!
 //! A message refused before it entered the channel (the stream had already broken) is re-queued on a fresh
 //! stream: it surely was not sent, so that cannot duplicate it.
@@ -19,10 +24,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures::Stream as _;
 use liftbridge_proto::pb;
 use parking_lot::Mutex;
 use prost::Message as _;
@@ -155,7 +161,12 @@ pub struct AckFuture {
 
 #[derive(Debug)]
 enum AckState {
-    Waiting { rx: oneshot::Receiver<Result<Ack>> },
+    Waiting {
+        rx: oneshot::Receiver<Result<Ack>>,
+        shared: Arc<Shared>,
+        /// This future's claim to read the response stream itself (see [`Shared::claim_reader`]).
+        reading: Option<u64>,
+    },
     Ready(Option<Result<Ack>>),
 }
 
@@ -171,17 +182,59 @@ impl Future for AckFuture {
     type Output = Result<Ack>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Ack>> {
+        let settled = |r: std::result::Result<Result<Ack>, oneshot::error::RecvError>| match r {
+            Ok(result) => result,
+            Err(_) => Err(Error::disconnected("waiting for an ack")),
+        };
         match &mut self.state {
-            AckState::Waiting { rx } => Pin::new(rx).poll(cx).map(|r| match r {
-                Ok(result) => result,
-                Err(_) => Err(Error::disconnected("waiting for an ack")),
-            }),
+            AckState::Waiting {
+                rx,
+                shared,
+                reading,
+            } => {
+                let mut ready = Pin::new(&mut *rx).poll(cx);
+                if ready.is_pending() {
+                    // The only message waiting on its stream reads the responses itself: the connection then
+                    // wakes this task directly, not the publisher task that would pass the ack on.
+                    if reading.is_none() {
+                        *reading = shared.claim_reader();
+                    }
+                    if let Some(claim) = *reading {
+                        shared.read_responses(cx);
+                        if !shared.confirm_reader(claim) {
+                            *reading = None;
+                        }
+                        ready = Pin::new(&mut *rx).poll(cx);
+                    }
+                }
+                let Poll::Ready(r) = ready else {
+                    return Poll::Pending;
+                };
+                if let Some(claim) = reading.take() {
+                    shared.release_reader(claim);
+                }
+                self.state = AckState::Ready(None);
+                Poll::Ready(settled(r))
+            }
             AckState::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
                 Err(Error::new(
                     ErrorKind::Closed,
                     "ack future polled after completion",
                 ))
             })),
+        }
+    }
+}
+
+impl Drop for AckFuture {
+    fn drop(&mut self) {
+        if let AckState::Waiting {
+            shared,
+            reading: Some(claim),
+            ..
+        } = &self.state
+        {
+            shared.release_reader(*claim);
         }
     }
 }
@@ -303,6 +356,12 @@ struct State {
     /// Ack deadlines in send order (all messages share the ack timeout, so this is also deadline order).
     /// Entries already acked are skipped lazily.
     deadlines: VecDeque<(Instant, u64)>,
+    /// The claim of the ack future reading the response stream itself, if one does (see
+    /// [`Shared::claim_reader`]), and the last claim handed out.
+    reader: Option<u64>,
+    claims: u64,
+    /// How the response stream ended, once it did and the publisher task has not reported it yet.
+    ended: Option<std::result::Result<(), tonic::Status>>,
 }
 
 #[derive(Debug)]
@@ -315,9 +374,91 @@ struct Shared {
     ids: Arc<CorrelationIds>,
     /// For the ack timeout error message.
     ack_timeout: Duration,
+    /// The response stream once it is open. Read by the publisher task, or by the ack future of the only message
+    /// waiting (a synchronous publish), so that the connection wakes the waiting caller directly.
+    responses: Mutex<Option<Streaming<PublishReply>>>,
+    /// The publisher task's waker: a reader that stops reading registers it back on the response stream.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Shared {
+    /// Reads every response that has arrived, completing the messages they are for; registers `cx` to be woken
+    /// by the next one. When the stream has ended, records how and wakes the publisher task. Does nothing when
+    /// someone else is reading (they register themselves) or the stream is not open yet.
+    fn read_responses(&self, cx: &mut Context<'_>) {
+        let Some(mut responses) = self.responses.try_lock() else {
+            return;
+        };
+        let Some(stream) = responses.as_mut() else {
+            return;
+        };
+        let end = loop {
+            match Pin::new(&mut *stream).poll_next(cx) {
+                Poll::Ready(Some(Ok(reply))) => self.complete(reply),
+                Poll::Ready(Some(Err(status))) => break Err(status),
+                Poll::Ready(None) => break Ok(()),
+                Poll::Pending => return,
+            }
+        };
+        *responses = None;
+        drop(responses);
+        self.state.lock().ended = Some(end);
+        self.wake_task();
+    }
+
+    fn wake_task(&self) {
+        if let Some(task) = self.task.lock().as_ref() {
+            task.wake_by_ref();
+        }
+    }
+
+    /// Registers the publisher task's waker on the response stream again (reading what has arrived meanwhile).
+    fn hand_back(&self) {
+        let task = self.task.lock().clone();
+        if let Some(task) = task {
+            self.read_responses(&mut Context::from_waker(&task));
+        }
+    }
+
+    /// Lets an ack future read the response stream itself when its message is the only one waiting; returns its
+    /// claim. Any other message sent meanwhile revokes the claim (see [`Publisher::enqueue`]), so a reader
+    /// never holds back acks of other messages.
+    fn claim_reader(&self) -> Option<u64> {
+        let mut state = self.state.lock();
+        if !state.open || state.ended.is_some() || state.pending.len() != 1 {
+            return None;
+        }
+        state.claims += 1;
+        let claim = state.claims;
+        state.reader = Some(claim);
+        Some(claim)
+    }
+
+    /// After a reader read: whether its claim still holds. When it was revoked meanwhile, the publisher task
+    /// is registered back (the revoker may not have been able to).
+    fn confirm_reader(&self, claim: u64) -> bool {
+        let holds = self.state.lock().reader == Some(claim);
+        if !holds {
+            self.hand_back();
+        }
+        holds
+    }
+
+    /// A reader stops reading (its ack came, or it was dropped).
+    fn release_reader(&self, claim: u64) {
+        let held = {
+            let mut state = self.state.lock();
+            let held = state.reader == Some(claim);
+            if held {
+                state.reader = None;
+            }
+            held
+        };
+        if held {
+            self.hand_back();
+        }
+    }
+
     /// Pops deadline entries of messages that are no longer pending.
     fn trim(state: &mut State) {
         while let Some(&(_, seq)) = state.deadlines.front() {
@@ -468,6 +609,8 @@ impl Publisher {
             idle: Notify::new(),
             ids,
             ack_timeout,
+            responses: Mutex::new(None),
+            task: Mutex::new(None),
         });
         tokio::spawn(run(grpc, rx, shared.clone(), addr, events));
         Arc::new(Publisher { requests, shared })
@@ -541,7 +684,12 @@ impl Publisher {
                     // Taken under the lock, so the FIFO stays in deadline order whatever the interleaving.
                     let deadline = Instant::now() + self.shared.ack_timeout;
                     state.deadlines.push_back((deadline, seq));
+                    // Another message now waits too: the publisher task reads the responses again.
+                    let revoked = state.reader.take().is_some();
                     drop(state);
+                    if revoked {
+                        self.shared.hand_back();
+                    }
                     if was_empty {
                         self.shared.wake.notify_one();
                     }
@@ -569,12 +717,18 @@ impl Publisher {
     }
 }
 
-async fn next_response(
-    responses: &mut Option<Streaming<PublishReply>>,
-) -> std::result::Result<Option<PublishReply>, tonic::Status> {
-    match responses {
-        Some(s) => s.message().await,
-        None => std::future::pending().await,
+/// Resolves when the response stream has ended (read by the task or by a waiting caller), with how it ended.
+fn ended(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::result::Result<(), tonic::Status>> {
+    {
+        let mut task = shared.task.lock();
+        if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            *task = Some(cx.waker().clone());
+        }
+    }
+    shared.read_responses(cx);
+    match shared.state.lock().ended.take() {
+        Some(end) => Poll::Ready(end),
+        None => Poll::Pending,
     }
 }
 
@@ -600,7 +754,7 @@ async fn run(
         .await
     };
     tokio::pin!(call);
-    let mut responses: Option<Streaming<PublishReply>> = None;
+    let mut open = false;
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -616,16 +770,18 @@ async fn run(
             }
         }
         tokio::select! {
-            opened = &mut call, if responses.is_none() => match opened {
-                Ok(resp) => responses = Some(resp.into_inner()),
+            opened = &mut call, if !open => match opened {
+                Ok(resp) => {
+                    *shared.responses.lock() = Some(resp.into_inner());
+                    open = true;
+                }
                 Err(status) => {
                     let err = crate::error::from_status(status, op);
                     break if err.not_sent() { err } else { Error::disconnected(&format!("publish stream to {addr}")).with_source(err) };
                 }
             },
-            item = next_response(&mut responses) => match item {
-                Ok(Some(resp)) => shared.complete(resp),
-                Ok(None) => break Error::disconnected(&format!("publish stream to {addr} ended")),
+            end = std::future::poll_fn(|cx| ended(&shared, cx)), if open => match end {
+                Ok(()) => break Error::disconnected(&format!("publish stream to {addr} ended")),
                 Err(status) => {
                     let err = crate::error::from_status(status, op);
                     break Error::disconnected(&format!("publish stream to {addr}")).with_source(err);
@@ -638,6 +794,7 @@ async fn run(
             _ = shared.wake.notified(), if armed.is_none() => {}
         }
     };
+    *shared.responses.lock() = None;
     let closing = shared.state.lock().closing;
     let failed = shared.fail_all(&failure, false);
     if !closing {
@@ -712,7 +869,11 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
         {
             Ok(Some(rx)) => {
                 return Ok(AckFuture {
-                    state: AckState::Waiting { rx },
+                    state: AckState::Waiting {
+                        rx,
+                        shared: publisher.shared.clone(),
+                        reading: None,
+                    },
                 });
             }
             Ok(None) => {

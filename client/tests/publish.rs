@@ -526,6 +526,66 @@ async fn dropped_ack_futures_are_harmless() {
     assert_eq!(ack.offset(), 50);
 }
 
+/// A synchronous publish's ack future reads the publish stream itself while its message is the only one waiting.
+/// One polled once and then left alone (neither awaited nor dropped) must not hold back the acks of messages sent
+/// after it; and dropping such futures leaves the stream readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_ack_future_does_not_hold_back_other_acks() {
+    let server = TestServer::start().await.unwrap();
+    let client = server
+        .client_builder()
+        .ack_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    create(&client, "idle", 1).await;
+    client.publish("idle", "open the stream").await.unwrap();
+    for round in 0..20 {
+        let mut first = client.send("idle", format!("a{round}")).await.unwrap();
+        let _ = futures::poll!(&mut first);
+        if round % 2 == 1 {
+            // Its ack goes out while nobody looks at it: wait until the server has committed it.
+            let offset = 1 + 2 * round as i64;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let meta = client.fetch_partition_metadata("idle", 0).await.unwrap();
+                if meta.high_watermark() >= offset {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "offset {offset} not committed"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+        let second = client.send("idle", format!("b{round}")).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the second ack was held back"))
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), first)
+            .await
+            .expect("the first ack")
+            .unwrap();
+        assert_eq!(first.offset() + 1, second.offset());
+    }
+    for round in 0..20 {
+        let mut dropped = client.send("idle", format!("d{round}")).await.unwrap();
+        let _ = futures::poll!(&mut dropped);
+        drop(dropped);
+        let ack = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.publish("idle", format!("p{round}")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: no ack after a dropped ack future"))
+        .unwrap();
+        assert_eq!(ack.offset(), 42 + 2 * round);
+    }
+    client.close().await;
+}
+
 #[tokio::test]
 async fn closed_client_refuses_work_and_drains() {
     let server = TestServer::start().await.unwrap();
