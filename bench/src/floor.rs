@@ -257,6 +257,17 @@ pub async fn serve(
     Ok((addr, served))
 }
 
+/// The next response of the stream; its end or failure is an error.
+async fn next_response(
+    responses: &mut Streaming<pb::PublishResponse>,
+) -> Result<pb::PublishResponse> {
+    responses
+        .message()
+        .await
+        .map_err(|s| BenchError::Invalid(format!("PublishAsync: {s}")))?
+        .ok_or_else(|| BenchError::Invalid("PublishAsync ended early".into()))
+}
+
 /// What [`run_raw`] measured.
 #[derive(Debug)]
 pub struct RawResult {
@@ -270,7 +281,8 @@ pub struct RawResult {
 
 /// Publishes `messages` messages of `size` bytes on one `PublishAsync` stream with the generated tonic client,
 /// at most `window` unacknowledged, matching acks in order (the floor server answers in order). The least work a
-/// Rust gRPC client can do per message: one request encoded, one response decoded.
+/// Rust gRPC client can do per message: one request encoded, one response decoded. With `window` 1 one task
+/// sends and reads; otherwise a sender task keeps the window full while this one reads.
 pub async fn run_raw(addr: &str, messages: u64, size: usize, window: usize) -> Result<RawResult> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| BenchError::Invalid(format!("floor server address {addr:?}: {e}")))?
@@ -286,7 +298,35 @@ pub async fn run_raw(addr: &str, messages: u64, size: usize, window: usize) -> R
         .map_err(|s| BenchError::Invalid(format!("PublishAsync: {s}")))?
         .into_inner();
     let value = Bytes::from(vec![0u8; size]);
-    let window = Arc::new(Semaphore::new(window.max(1)));
+    let request = move |i: u64| pb::PublishRequest {
+        stream: "floor".into(),
+        value: value.clone(),
+        correlation_id: i.to_string(),
+        ack_policy: pb::AckPolicy::Leader as i32,
+        ..Default::default()
+    };
+    let mut latency = Latencies::new();
+    if window <= 1 {
+        // Synchronous: send, read the response in this same task, repeat (no task of ours in between).
+        let started = Instant::now();
+        for i in 0..messages {
+            let sent = Instant::now();
+            tx.send(request(i))
+                .await
+                .map_err(|_| BenchError::Invalid("PublishAsync request stream closed".into()))?;
+            let resp = next_response(&mut responses).await?;
+            latency.record(sent.elapsed());
+            if resp.ack.is_none() {
+                return Err(BenchError::Invalid(format!("no ack in {resp:?}")));
+            }
+        }
+        return Ok(RawResult {
+            messages,
+            elapsed: started.elapsed(),
+            latency,
+        });
+    }
+    let window = Arc::new(Semaphore::new(window));
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
     let started = Instant::now();
     let sender = {
@@ -297,28 +337,16 @@ pub async fn run_raw(addr: &str, messages: u64, size: usize, window: usize) -> R
                     return;
                 };
                 permit.forget();
-                let req = pb::PublishRequest {
-                    stream: "floor".into(),
-                    value: value.clone(),
-                    correlation_id: i.to_string(),
-                    ack_policy: pb::AckPolicy::Leader as i32,
-                    ..Default::default()
-                };
                 let _ = sent_tx.send(Instant::now());
-                if tx.send(req).await.is_err() {
+                if tx.send(request(i)).await.is_err() {
                     return;
                 }
             }
         })
     };
-    let mut latency = Latencies::new();
     let mut acked = 0;
     while acked < messages {
-        let resp = responses
-            .message()
-            .await
-            .map_err(|s| BenchError::Invalid(format!("PublishAsync: {s}")))?
-            .ok_or_else(|| BenchError::Invalid("PublishAsync ended early".into()))?;
+        let resp = next_response(&mut responses).await?;
         let sent = sent_rx
             .recv()
             .await
