@@ -9,11 +9,10 @@
 //! 3. The publisher's task reads responses and completes the matching [`AckFuture`], releasing the permit.
 //!    It also expires acks past their deadline (a FIFO of deadlines: every message of a client has the same
 //!    ack timeout) and, when the stream breaks, fails every pending message at once with `Disconnected`.
-//!    While a message is the only one waiting on its stream (a synchronous publish), its `AckFuture` reads
-//!    the responses itself instead, so the connection wakes the caller directly rather than the task that
-//!    would pass the ack on (one thread hand-off less per synchronous publish). Sending another message, or
-//!    the future completing or being dropped, hands reading back to the task, so a future that is polled and
-//!    then left alone never holds back other acks.
+//!    While a message is the only one waiting on its stream (a synchronous publish), its `AckFuture` also
+//!    reads the responses itself, registering a waker that wakes both the caller and the task: the connection
+//!    then wakes the caller directly instead of through the task, which stays woken on every response, so a
+//!    future polled once and then left alone never holds back anything.
 //!
 //! A message refused before it entered the channel (the stream had already broken) is re-queued on a fresh
 //! stream: it surely was not sent, so that cannot duplicate it.
@@ -164,8 +163,6 @@ enum AckState {
     Waiting {
         rx: oneshot::Receiver<Result<Ack>>,
         shared: Arc<Shared>,
-        /// This future's claim to read the response stream itself (see [`Shared::claim_reader`]).
-        reading: Option<u64>,
     },
     Ready(Option<Result<Ack>>),
 }
@@ -187,32 +184,23 @@ impl Future for AckFuture {
             Err(_) => Err(Error::disconnected("waiting for an ack")),
         };
         match &mut self.state {
-            AckState::Waiting {
-                rx,
-                shared,
-                reading,
-            } => {
+            AckState::Waiting { rx, shared } => {
                 let mut ready = Pin::new(&mut *rx).poll(cx);
-                if ready.is_pending() {
-                    // The only message waiting on its stream reads the responses itself: the connection then
-                    // wakes this task directly, not the publisher task that would pass the ack on.
-                    if reading.is_none() {
-                        *reading = shared.claim_reader();
-                    }
-                    if let Some(claim) = *reading {
-                        shared.read_responses(cx);
-                        if !shared.confirm_reader(claim) {
-                            *reading = None;
-                        }
-                        ready = Pin::new(&mut *rx).poll(cx);
-                    }
+                // The only message waiting on its stream reads the responses itself, so that the connection
+                // wakes this task directly rather than through the publisher task (which it wakes too).
+                if ready.is_pending()
+                    && let Some(task) = shared.lone_reader_task()
+                {
+                    let both = Waker::from(Arc::new(BothWaker {
+                        task,
+                        caller: cx.waker().clone(),
+                    }));
+                    shared.read_responses(&mut Context::from_waker(&both));
+                    ready = Pin::new(&mut *rx).poll(cx);
                 }
                 let Poll::Ready(r) = ready else {
                     return Poll::Pending;
                 };
-                if let Some(claim) = reading.take() {
-                    shared.release_reader(claim);
-                }
                 self.state = AckState::Ready(None);
                 Poll::Ready(settled(r))
             }
@@ -226,16 +214,21 @@ impl Future for AckFuture {
     }
 }
 
-impl Drop for AckFuture {
-    fn drop(&mut self) {
-        if let AckState::Waiting {
-            shared,
-            reading: Some(claim),
-            ..
-        } = &self.state
-        {
-            shared.release_reader(*claim);
-        }
+/// Wakes the publisher task and a caller waiting for its ack, the caller last (tokio runs the task a thread woke
+/// last next on that thread, so the caller reads its ack without changing threads).
+struct BothWaker {
+    task: Waker,
+    caller: Waker,
+}
+
+impl std::task::Wake for BothWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.task.wake_by_ref();
+        self.caller.wake_by_ref();
     }
 }
 
@@ -356,10 +349,6 @@ struct State {
     /// Ack deadlines in send order (all messages share the ack timeout, so this is also deadline order).
     /// Entries already acked are skipped lazily.
     deadlines: VecDeque<(Instant, u64)>,
-    /// The claim of the ack future reading the response stream itself, if one does (see
-    /// [`Shared::claim_reader`]), and the last claim handed out.
-    reader: Option<u64>,
-    claims: u64,
     /// How the response stream ended, once it did and the publisher task has not reported it yet.
     ended: Option<std::result::Result<(), tonic::Status>>,
 }
@@ -377,14 +366,14 @@ struct Shared {
     /// The response stream once it is open. Read by the publisher task, or by the ack future of the only message
     /// waiting (a synchronous publish), so that the connection wakes the waiting caller directly.
     responses: Mutex<Option<Streaming<PublishReply>>>,
-    /// The publisher task's waker: a reader that stops reading registers it back on the response stream.
+    /// The publisher task's waker: a caller reading the response stream registers it along with its own.
     task: Mutex<Option<Waker>>,
 }
 
 impl Shared {
     /// Reads every response that has arrived, completing the messages they are for; registers `cx` to be woken
     /// by the next one. When the stream has ended, records how and wakes the publisher task. Does nothing when
-    /// someone else is reading (they register themselves) or the stream is not open yet.
+    /// someone else is reading (their waker wakes the publisher task too) or the stream is not open yet.
     fn read_responses(&self, cx: &mut Context<'_>) {
         let Some(mut responses) = self.responses.try_lock() else {
             return;
@@ -412,51 +401,16 @@ impl Shared {
         }
     }
 
-    /// Registers the publisher task's waker on the response stream again (reading what has arrived meanwhile).
-    fn hand_back(&self) {
-        let task = self.task.lock().clone();
-        if let Some(task) = task {
-            self.read_responses(&mut Context::from_waker(&task));
-        }
-    }
-
-    /// Lets an ack future read the response stream itself when its message is the only one waiting; returns its
-    /// claim. Any other message sent meanwhile revokes the claim (see [`Publisher::enqueue`]), so a reader
-    /// never holds back acks of other messages.
-    fn claim_reader(&self) -> Option<u64> {
-        let mut state = self.state.lock();
-        if !state.open || state.ended.is_some() || state.pending.len() != 1 {
-            return None;
-        }
-        state.claims += 1;
-        let claim = state.claims;
-        state.reader = Some(claim);
-        Some(claim)
-    }
-
-    /// After a reader read: whether its claim still holds. When it was revoked meanwhile, the publisher task
-    /// is registered back (the revoker may not have been able to).
-    fn confirm_reader(&self, claim: u64) -> bool {
-        let holds = self.state.lock().reader == Some(claim);
-        if !holds {
-            self.hand_back();
-        }
-        holds
-    }
-
-    /// A reader stops reading (its ack came, or it was dropped).
-    fn release_reader(&self, claim: u64) {
-        let held = {
-            let mut state = self.state.lock();
-            let held = state.reader == Some(claim);
-            if held {
-                state.reader = None;
+    /// The publisher task's waker, when a caller should read the response stream itself: its message is the only
+    /// one waiting (a synchronous publish), and the stream is open.
+    fn lone_reader_task(&self) -> Option<Waker> {
+        {
+            let state = self.state.lock();
+            if !state.open || state.ended.is_some() || state.pending.len() != 1 {
+                return None;
             }
-            held
-        };
-        if held {
-            self.hand_back();
         }
+        self.task.lock().clone()
     }
 
     /// Pops deadline entries of messages that are no longer pending.
@@ -684,12 +638,7 @@ impl Publisher {
                     // Taken under the lock, so the FIFO stays in deadline order whatever the interleaving.
                     let deadline = Instant::now() + self.shared.ack_timeout;
                     state.deadlines.push_back((deadline, seq));
-                    // Another message now waits too: the publisher task reads the responses again.
-                    let revoked = state.reader.take().is_some();
                     drop(state);
-                    if revoked {
-                        self.shared.hand_back();
-                    }
                     if was_empty {
                         self.shared.wake.notify_one();
                     }
@@ -732,6 +681,15 @@ fn ended(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::result::Result<(), 
     }
 }
 
+/// Drops the response stream held in the shared state when the publisher task ends.
+struct ClearResponses<'a>(&'a Shared);
+
+impl Drop for ClearResponses<'_> {
+    fn drop(&mut self) {
+        *self.0.responses.lock() = None;
+    }
+}
+
 /// The publisher task: opens the stream, matches responses to pending messages, expires late acks, and fails
 /// everything when the stream breaks.
 async fn run(
@@ -759,6 +717,8 @@ async fn run(
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     let op = Op::Publish { stream: "" };
+    // However the task ends (even cancelled with its runtime), the response stream goes with it.
+    let _stream = ClearResponses(&shared);
     let failure: Error = loop {
         // The timer is armed at the oldest deadline when it is not armed yet, and never moved while armed:
         // an ack that removes the oldest message leaves it to fire early once (then it re-arms at the new
@@ -794,7 +754,7 @@ async fn run(
             _ = shared.wake.notified(), if armed.is_none() => {}
         }
     };
-    *shared.responses.lock() = None;
+    drop(_stream);
     let closing = shared.state.lock().closing;
     let failed = shared.fail_all(&failure, false);
     if !closing {
@@ -872,7 +832,6 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
                     state: AckState::Waiting {
                         rx,
                         shared: publisher.shared.clone(),
-                        reading: None,
                     },
                 });
             }

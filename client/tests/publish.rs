@@ -526,64 +526,89 @@ async fn dropped_ack_futures_are_harmless() {
     assert_eq!(ack.offset(), 50);
 }
 
+/// Polls `ack` once in a task of its own, then holds it without polling until `release` fires, and awaits it.
+/// Returns once the first poll happened.
+async fn hold_after_one_poll(
+    ack: liftbridge::AckFuture,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<liftbridge::Result<Ack>>,
+) {
+    let (polled_tx, polled_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        let mut ack = ack;
+        let first = futures::poll!(&mut ack);
+        let _ = polled_tx.send(());
+        let _ = release_rx.await;
+        match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => ack.await,
+        }
+    });
+    polled_rx.await.expect("the holder polled its ack future");
+    (release_tx, holder)
+}
+
 /// A synchronous publish's ack future reads the publish stream itself while its message is the only one waiting.
-/// One polled once and then left alone (neither awaited nor dropped) must not hold back the acks of messages sent
-/// after it; and dropping such futures leaves the stream readable.
+/// One polled once and then left alone (neither awaited nor dropped, in a task that does not come back to it) must
+/// not hold back anything: the next message's ack, a send waiting for the in-flight window, or `close()`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_ack_future_does_not_hold_back_other_acks() {
+    const PROMPT: Duration = Duration::from_secs(5);
     let server = TestServer::start().await.unwrap();
     let client = server
         .client_builder()
         .ack_timeout(Duration::from_secs(60))
+        .max_in_flight(1)
         .connect()
         .await
         .unwrap();
     create(&client, "idle", 1).await;
     client.publish("idle", "open the stream").await.unwrap();
-    for round in 0..20 {
-        let mut first = client.send("idle", format!("a{round}")).await.unwrap();
-        let _ = futures::poll!(&mut first);
-        if round % 2 == 1 {
-            // Its ack goes out while nobody looks at it: wait until the server has committed it.
-            let offset = 1 + 2 * round as i64;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                let meta = client.fetch_partition_metadata("idle", 0).await.unwrap();
-                if meta.high_watermark() >= offset {
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "offset {offset} not committed"
-                );
-                tokio::task::yield_now().await;
-            }
-        }
-        let second = client.send("idle", format!("b{round}")).await.unwrap();
-        let second = tokio::time::timeout(Duration::from_secs(5), second)
+    for round in 0..10 {
+        let first = client.send("idle", format!("a{round}")).await.unwrap();
+        let (release, holder) = hold_after_one_poll(first).await;
+        // With a window of one, this publish waits for the first message's ack to come in.
+        let second = tokio::time::timeout(PROMPT, client.publish("idle", format!("b{round}")))
             .await
-            .unwrap_or_else(|_| panic!("round {round}: the second ack was held back"))
+            .unwrap_or_else(|_| panic!("round {round}: the second publish was held back"))
             .unwrap();
-        let first = tokio::time::timeout(Duration::from_secs(5), first)
+        release.send(()).unwrap();
+        let first = tokio::time::timeout(PROMPT, holder)
             .await
             .expect("the first ack")
+            .unwrap()
             .unwrap();
         assert_eq!(first.offset() + 1, second.offset());
     }
-    for round in 0..20 {
-        let mut dropped = client.send("idle", format!("d{round}")).await.unwrap();
-        let _ = futures::poll!(&mut dropped);
-        drop(dropped);
-        let ack = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.publish("idle", format!("p{round}")),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("round {round}: no ack after a dropped ack future"))
-        .unwrap();
-        assert_eq!(ack.offset(), 42 + 2 * round);
+    for round in 0..10 {
+        let dropped = client.send("idle", format!("d{round}")).await.unwrap();
+        let (release, holder) = hold_after_one_poll(dropped).await;
+        holder.abort();
+        drop(release);
+        let ack = tokio::time::timeout(PROMPT, client.publish("idle", format!("p{round}")))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no ack after a dropped ack future"))
+            .unwrap();
+        assert_eq!(ack.offset(), 22 + 2 * round);
     }
-    client.close().await;
+    // Closing waits for pending acks: the held one's comes in and is delivered, and close does not wait out its
+    // grace period for it.
+    let last = client.send("idle", "last").await.unwrap();
+    let (release, holder) = hold_after_one_poll(last).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(PROMPT, client.close())
+        .await
+        .expect("close in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "close waited {:?} for an ack that had come in",
+        started.elapsed()
+    );
+    release.send(()).unwrap();
+    let last = holder.await.unwrap().unwrap();
+    assert_eq!(last.offset(), 41);
 }
 
 #[tokio::test]
