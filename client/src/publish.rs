@@ -375,9 +375,17 @@ impl Shared {
     /// by the next one. When the stream has ended, records how and wakes the publisher task. Does nothing when
     /// someone else is reading (their waker wakes the publisher task too) or the stream is not open yet.
     fn read_responses(&self, cx: &mut Context<'_>) {
-        let Some(mut responses) = self.responses.try_lock() else {
-            return;
-        };
+        if let Some(responses) = self.responses.try_lock() {
+            self.read_locked(responses, cx);
+        }
+    }
+
+    /// [`Shared::read_responses`] with the lock already taken.
+    fn read_locked(
+        &self,
+        mut responses: parking_lot::MutexGuard<'_, Option<Streaming<PublishReply>>>,
+        cx: &mut Context<'_>,
+    ) {
         let Some(stream) = responses.as_mut() else {
             return;
         };
@@ -674,19 +682,26 @@ fn ended(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::result::Result<(), 
             *task = Some(cx.waker().clone());
         }
     }
-    shared.read_responses(cx);
+    // The task waits for the lock rather than skipping (as callers do): a caller holding it may have had its
+    // waker taken by a response that came in after it last looked, so only this read is sure to see it.
+    shared.read_locked(shared.responses.lock(), cx);
     match shared.state.lock().ended.take() {
         Some(end) => Poll::Ready(end),
         None => Poll::Pending,
     }
 }
 
-/// Drops the response stream held in the shared state when the publisher task ends.
+/// However the publisher task ends — even cancelled with its runtime — drops the response stream held in the
+/// shared state and fails what is still pending (after a normal end nothing is: the task failed it already).
 struct ClearResponses<'a>(&'a Shared);
 
 impl Drop for ClearResponses<'_> {
     fn drop(&mut self) {
         *self.0.responses.lock() = None;
+        self.0.fail_all(
+            &Error::disconnected("waiting for an ack (the publish task stopped with its runtime)"),
+            false,
+        );
     }
 }
 
@@ -754,9 +769,9 @@ async fn run(
             _ = shared.wake.notified(), if armed.is_none() => {}
         }
     };
-    drop(_stream);
     let closing = shared.state.lock().closing;
     let failed = shared.fail_all(&failure, false);
+    drop(_stream);
     if !closing {
         tracing::debug!(addr, error = %failure, failed, "publish stream broke");
         let _ = events.send(Event::PublishStreamBroken {

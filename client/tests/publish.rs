@@ -560,6 +560,7 @@ async fn an_idle_ack_future_does_not_hold_back_other_acks() {
     let client = server
         .client_builder()
         .ack_timeout(Duration::from_secs(60))
+        .drain_grace(Duration::from_secs(30))
         .max_in_flight(1)
         .connect()
         .await
