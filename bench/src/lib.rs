@@ -50,6 +50,9 @@ pub enum BenchError {
     /// NATS or JetStream returned an error.
     #[error("nats: {0}")]
     Nats(String),
+    /// A gRPC call of the floor (server or bare client) failed.
+    #[error("grpc: {0}")]
+    Grpc(String),
     /// The workload asks for something that cannot be done.
     #[error("invalid workload: {0}")]
     Invalid(String),

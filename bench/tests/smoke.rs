@@ -369,21 +369,15 @@ async fn floor_server_answers_the_client_and_the_bare_tonic_publisher() {
         assert_eq!(result["latency_us"]["samples"], 2000, "{result}");
     }
     // What the floor does not serve is refused with an error that says so (reading is not served).
-    let out = tokio::process::Command::new(BIN)
-        .args([
-            "consumer",
-            "--addr",
-            &floor.addr,
-            "--stream",
-            "floor",
-            "--messages",
-            "10",
-            "--quiet",
-        ])
+    let consumer = tokio::process::Command::new(BIN)
+        .args(["consumer", "--addr", &floor.addr, "--stream", "floor"])
+        .args(["--messages", "10", "--quiet"])
         .stdin(Stdio::null())
         .kill_on_drop(true)
-        .output()
+        .output();
+    let out = tokio::time::timeout(RUN_TIMEOUT, consumer)
         .await
+        .expect("the consumer finished in time")
         .expect("run consumer");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
