@@ -55,23 +55,24 @@ impl FloorServer {
         }
     }
 
+    /// Partition `id` of any stream, led by the floor.
+    fn partition(id: i32) -> pb::PartitionMetadata {
+        pb::PartitionMetadata {
+            id,
+            leader: FLOOR_ID.into(),
+            replicas: vec![FLOOR_ID.into()],
+            isr: vec![FLOOR_ID.into()],
+            ..Default::default()
+        }
+    }
+
     fn stream(&self, name: &str) -> pb::StreamMetadata {
-        let partitions = (0..FLOOR_PARTITIONS)
-            .map(|id| {
-                let meta = pb::PartitionMetadata {
-                    id,
-                    leader: FLOOR_ID.into(),
-                    replicas: vec![FLOOR_ID.into()],
-                    isr: vec![FLOOR_ID.into()],
-                    ..Default::default()
-                };
-                (id, meta)
-            })
-            .collect();
         pb::StreamMetadata {
             name: name.into(),
             subject: name.into(),
-            partitions,
+            partitions: (0..FLOOR_PARTITIONS)
+                .map(|id| (id, Self::partition(id)))
+                .collect(),
             ..Default::default()
         }
     }
@@ -149,8 +150,10 @@ impl Api for FloorServer {
         &self,
         request: Request<pb::FetchPartitionMetadataRequest>,
     ) -> std::result::Result<Response<pb::FetchPartitionMetadataResponse>, Status> {
-        let req = request.into_inner();
-        let metadata = self.stream(&req.stream).partitions.remove(&req.partition);
+        let partition = request.into_inner().partition;
+        let metadata = (0..FLOOR_PARTITIONS)
+            .contains(&partition)
+            .then(|| Self::partition(partition));
         Ok(Response::new(pb::FetchPartitionMetadataResponse {
             metadata,
         }))

@@ -15,6 +15,15 @@ use liftbridge::{
     StreamOptions, SubscribeOptions,
 };
 
+/// Asserts that `future` is still waiting after `wait` (for work the stalled server must hold back).
+async fn assert_still_waiting<F: std::future::Future + Unpin>(
+    future: &mut F,
+    wait: Duration,
+    why: &str,
+) {
+    assert!(tokio::time::timeout(wait, future).await.is_err(), "{why}");
+}
+
 fn earliest() -> SubscribeOptions {
     SubscribeOptions::new().start_at(StartPosition::Earliest)
 }
@@ -363,12 +372,12 @@ async fn fire_and_forget_sends_wait_for_room_in_the_request_queue() {
         })
     };
     tokio::pin!(sender);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut sender)
-            .await
-            .is_err(),
-        "5 MB of sends cannot all be queued while the connection is stalled"
-    );
+    assert_still_waiting(
+        &mut sender,
+        Duration::from_millis(500),
+        "5 MB of sends cannot all be queued while the connection is stalled",
+    )
+    .await;
     server.set_stalled(false);
     tokio::time::timeout(WAIT, sender)
         .await
@@ -401,12 +410,12 @@ async fn in_flight_window_applies_backpressure() {
     }
     let fifth = client.send("bp", "m4");
     tokio::pin!(fifth);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut fifth)
-            .await
-            .is_err(),
-        "the fifth send must wait for room in the window"
-    );
+    assert_still_waiting(
+        &mut fifth,
+        Duration::from_millis(300),
+        "the fifth send must wait for room in the window",
+    )
+    .await;
     server.set_stalled(false);
     let fifth = tokio::time::timeout(WAIT, fifth)
         .await
