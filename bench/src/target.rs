@@ -202,8 +202,9 @@ impl Publisher {
                         .map_err(nats_err)?;
                     return Ok(Box::pin(async { Ok(()) }));
                 }
-                let ack = js
-                    .publish(subject.clone(), payload)
+                // Boxed: the publish future is large, and this future (created and moved per message, for either
+                // system) is as big as its largest branch.
+                let ack = Box::pin(js.publish(subject.clone(), payload))
                     .await
                     .map_err(nats_err)?;
                 Ok(Box::pin(async move {

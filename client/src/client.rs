@@ -596,51 +596,55 @@ impl Inner {
         partition: i32,
         isr: bool,
     ) -> Result<Arc<str>> {
-        let mut metadata = self.metadata.snapshot();
-        for refreshed in [false, true] {
-            if refreshed {
-                metadata = self.fetch_streams(&[stream.to_string()]).await?;
-            }
-            let Some(info) = metadata.stream(stream) else {
-                continue;
-            };
-            let Some(p) = info.partition(partition) else {
-                if refreshed {
-                    return Err(Error::new(
-                        ErrorKind::NoSuchPartition,
-                        format!(
-                            "stream {stream:?} has no partition {partition} (it has {}): use a partition \
-                             below the count",
-                            info.partitions().len()
-                        ),
-                    ));
-                }
-                continue;
-            };
-            if isr && !p.isr().is_empty() {
-                let pick = &p.isr()[rand::rng().random_range(0..p.isr().len())];
-                if let Some(b) = metadata.broker(pick) {
-                    return Ok(b.shared_addr());
-                }
-            }
-            if let Some(b) = metadata.broker(p.leader()) {
-                return Ok(b.shared_addr());
-            }
-            if refreshed {
-                let mut err = Error::new(
-                    ErrorKind::NotLeader,
-                    format!(
-                        "partition {stream}/{partition} has no leader right now (a leader election may be under \
-                         way); retry shortly"
-                    ),
-                );
-                // Nothing was sent anywhere: a publish may retry this safely (and does, within its deadline).
-                err.mark_not_sent();
-                return Err(err);
-            }
+        if let Some(addr) = self.cached_addr(stream, partition, isr) {
+            return Ok(addr);
         }
-        Err(no_such_stream(stream))
+        let metadata = self.fetch_streams(&[stream.to_string()]).await?;
+        let Some(info) = metadata.stream(stream) else {
+            return Err(no_such_stream(stream));
+        };
+        if info.partition(partition).is_none() {
+            return Err(Error::new(
+                ErrorKind::NoSuchPartition,
+                format!(
+                    "stream {stream:?} has no partition {partition} (it has {}): use a partition below the count",
+                    info.partitions().len()
+                ),
+            ));
+        }
+        if let Some(addr) = addr_in(&metadata, stream, partition, isr) {
+            return Ok(addr);
+        }
+        let mut err = Error::new(
+            ErrorKind::NotLeader,
+            format!(
+                "partition {stream}/{partition} has no leader right now (a leader election may be under way); \
+                 retry shortly"
+            ),
+        );
+        // Nothing was sent anywhere: a publish may retry this safely (and does, within its deadline).
+        err.mark_not_sent();
+        Err(err)
     }
+
+    /// [`Inner::partition_addr`] from the cache alone: `None` when the cache does not know the partition or its
+    /// leader (the caller then fetches).
+    pub(crate) fn cached_addr(&self, stream: &str, partition: i32, isr: bool) -> Option<Arc<str>> {
+        addr_in(&self.metadata.snapshot(), stream, partition, isr)
+    }
+}
+
+/// The leader's address of `stream`/`partition` in `metadata` (with `isr`, a random in-sync replica's when it
+/// has any), if `metadata` knows them.
+fn addr_in(metadata: &Metadata, stream: &str, partition: i32, isr: bool) -> Option<Arc<str>> {
+    let p = metadata.stream(stream)?.partition(partition)?;
+    if isr && !p.isr().is_empty() {
+        let pick = &p.isr()[rand::rng().random_range(0..p.isr().len())];
+        if let Some(b) = metadata.broker(pick) {
+            return Some(b.shared_addr());
+        }
+    }
+    metadata.broker(p.leader()).map(|b| b.shared_addr())
 }
 
 fn no_such_stream(stream: &str) -> Error {

@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, skip_field};
 use rand::Rng;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -44,6 +44,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::event::Event;
 use crate::message::{Ack, Message};
 use crate::options::AckPolicy;
+use crate::partition::Partitioning;
 use crate::wire::{Malformed, Span, expect, slice};
 
 /// Requests queued per publish stream ahead of the HTTP/2 writer. The in-flight window bounds acked
@@ -547,9 +548,24 @@ pub(crate) struct Publisher {
 /// Why a message could not be queued.
 enum Refused {
     /// The stream broke before the message entered it: safe to queue on a new stream.
-    NotSent(pb::PublishRequest, Option<OwnedSemaphorePermit>),
+    NotSent(Box<Unqueued>),
+    /// The request queue is full: wait for room.
+    Full(Box<Unqueued>),
     /// The message itself is wrong.
     Invalid(Error),
+}
+
+/// A message handed back unqueued (boxed: refusals are rare, and a small result is cheaper to return on every
+/// send).
+struct Unqueued {
+    req: pb::PublishRequest,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Refused {
+    fn not_sent(req: pb::PublishRequest, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Refused::NotSent(Box::new(Unqueued { req, permit }))
+    }
 }
 
 impl Publisher {
@@ -578,10 +594,27 @@ impl Publisher {
         Arc::new(Publisher { requests, shared })
     }
 
-    /// Registers and queues one message. Returns the ack receiver (`None` for AckPolicy NONE).
-    ///
-    /// Waiting for room in the request queue is bounded by the ack timeout: a server that stops reading must not
-    /// hang `send` forever (the message was surely not sent, so the error says so).
+    /// Registers and queues one message when the request queue has room (it nearly always has); returns the ack
+    /// receiver (`None` for AckPolicy NONE), or [`Refused::Full`] to wait for room with [`Publisher::enqueue`].
+    fn try_enqueue(
+        &self,
+        req: pb::PublishRequest,
+        seq: u64,
+        custom_id: Option<&str>,
+        partition: i32,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
+        match self.requests.try_reserve() {
+            Ok(slot) => self.register(slot, req, seq, custom_id, partition, permit),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::not_sent(req, permit)),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                Err(Refused::Full(Box::new(Unqueued { req, permit })))
+            }
+        }
+    }
+
+    /// [`Publisher::try_enqueue`] waiting for room in the request queue, for at most the ack timeout: a server
+    /// that stops reading must not hang `send` forever (the message was surely not sent, so the error says so).
     async fn enqueue(
         &self,
         req: pb::PublishRequest,
@@ -590,35 +623,34 @@ impl Publisher {
         partition: i32,
         permit: Option<OwnedSemaphorePermit>,
     ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
-        // Room in the queue is the common case: take it without arming a timer (a timeout registers an entry
-        // in the runtime's timer wheel and reads the clock, per message).
-        let reserved = match self.requests.try_reserve() {
-            Ok(slot) => Ok(Ok(slot)),
-            Err(mpsc::error::TrySendError::Closed(())) => Ok(Err(())),
-            Err(mpsc::error::TrySendError::Full(())) => {
-                tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve())
-                    .await
-                    .map(|r| r.map_err(|_| ()))
-            }
-        };
-        let slot = match reserved {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(())) => return Err(Refused::NotSent(req, permit)),
-            Err(_) => {
-                return Err(Refused::Invalid(Error::new(
-                    ErrorKind::AckTimeout,
-                    format!(
-                        "the publish stream accepted nothing for {:?}; the message was not sent (retry it, or \
-                         check the server)",
-                        self.shared.ack_timeout
-                    ),
-                )));
-            }
-        };
+        match tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve()).await {
+            Ok(Ok(slot)) => self.register(slot, req, seq, custom_id, partition, permit),
+            Ok(Err(_)) => Err(Refused::not_sent(req, permit)),
+            Err(_) => Err(Refused::Invalid(Error::new(
+                ErrorKind::AckTimeout,
+                format!(
+                    "the publish stream accepted nothing for {:?}; the message was not sent (retry it, or check \
+                     the server)",
+                    self.shared.ack_timeout
+                ),
+            ))),
+        }
+    }
+
+    /// Registers the message as pending (unless it wants no ack) and queues it in its reserved `slot`.
+    fn register(
+        &self,
+        slot: mpsc::Permit<'_, pb::PublishRequest>,
+        req: pb::PublishRequest,
+        seq: u64,
+        custom_id: Option<&str>,
+        partition: i32,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
         let rx = {
             let mut state = self.shared.state.lock();
             if !state.open {
-                return Err(Refused::NotSent(req, permit));
+                return Err(Refused::not_sent(req, permit));
             }
             match permit {
                 None => None,
@@ -782,37 +814,34 @@ async fn run(
 }
 
 /// Sends one message: window permit, partition, server, queue. See the module docs.
+///
+/// This future is created and moved once per message, and a future is as big as everything it may wait on: the
+/// common case (a free window slot, the route cached, room in the queue) therefore waits on nothing, and each
+/// wait that can happen is a boxed future awaited only when it does (before, the inlined metadata fetches made
+/// this future 3 KB, copied several times per message).
 pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> Result<AckFuture> {
     inner.check_open()?;
     if stream.is_empty() {
         return Err(Error::invalid("publishing needs a stream name"));
     }
-    let wants_ack = message.ack_policy != AckPolicy::None;
     let publishers = &inner.publishers;
-    let permit = if wants_ack {
-        let acquire = publishers.window.clone().acquire_owned();
-        Some(tokio::select! {
-            permit = acquire => permit.map_err(|_| Error::closed())?,
-            _ = inner.closed.cancelled() => return Err(Error::closed()),
-        })
-    } else {
+    let permit = if message.ack_policy == AckPolicy::None {
         None
-    };
-    let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
-    let partition = if partitioning.needs_count() {
-        let count = inner.partition_count(stream).await?;
-        let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
-        partitioning.choose(
-            &inner.round_robin,
-            stream,
-            &message.key,
-            &message.value,
-            count,
-        )
     } else {
-        partitioning.choose(&inner.round_robin, stream, &[], &[], 1)
+        match publishers.window.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(TryAcquireError::NoPermits) => Some(Box::pin(window_slot(inner)).await?),
+            Err(TryAcquireError::Closed) => return Err(Error::closed()),
+        }
     };
-    let addr = inner.partition_addr(stream, partition, false).await?;
+    let partition = match cached_partition(inner, stream, &message) {
+        Some(partition) => partition,
+        None => Box::pin(fetched_partition(inner, stream, &message)).await?,
+    };
+    let addr = match inner.cached_addr(stream, partition, false) {
+        Some(addr) => addr,
+        None => Box::pin(inner.partition_addr(stream, partition, false)).await?,
+    };
     let ids = &publishers.ids;
     let seq = ids.next_seq();
     let custom = (!message.correlation_id.is_empty()).then(|| message.correlation_id.clone());
@@ -838,10 +867,14 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     let mut permit = permit;
     for _ in 0..REQUEUE_ATTEMPTS {
         let publisher = publishers.get(inner, &addr)?;
-        match publisher
-            .enqueue(req, seq, custom.as_deref(), partition, permit)
-            .await
-        {
+        let queued = match publisher.try_enqueue(req, seq, custom.as_deref(), partition, permit) {
+            Err(Refused::Full(unqueued)) => {
+                let Unqueued { req, permit } = *unqueued;
+                Box::pin(publisher.enqueue(req, seq, custom.as_deref(), partition, permit)).await
+            }
+            queued => queued,
+        };
+        match queued {
             Ok(Some(rx)) => {
                 return Ok(AckFuture {
                     state: AckState::Waiting {
@@ -861,9 +894,8 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
                     Some(partition),
                 ))));
             }
-            Err(Refused::NotSent(r, p)) => {
-                req = r;
-                permit = p;
+            Err(Refused::NotSent(unqueued) | Refused::Full(unqueued)) => {
+                (req, permit) = (unqueued.req, unqueued.permit);
             }
             Err(Refused::Invalid(e)) => return Err(e),
         }
@@ -876,6 +908,50 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
     );
     err.mark_not_sent();
     Err(err)
+}
+
+/// Waits for a slot of the in-flight window (the client's backpressure), or for the client to close.
+async fn window_slot(inner: &Inner) -> Result<OwnedSemaphorePermit> {
+    let acquire = inner.publishers.window.clone().acquire_owned();
+    tokio::select! {
+        permit = acquire => permit.map_err(|_| Error::closed()),
+        _ = inner.closed.cancelled() => Err(Error::closed()),
+    }
+}
+
+/// The message's partition when it can be chosen without fetching metadata (a fixed partition, or the stream's
+/// partition count cached).
+fn cached_partition(inner: &Inner, stream: &str, message: &Message) -> Option<i32> {
+    let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
+    if !partitioning.needs_count() {
+        return Some(partitioning.choose(&inner.round_robin, stream, &[], &[], 1));
+    }
+    let count = inner.metadata.snapshot().partition_count(stream)?;
+    Some(choose(inner, partitioning, stream, message, count))
+}
+
+/// The message's partition, fetching the stream's partition count.
+async fn fetched_partition(inner: &Inner, stream: &str, message: &Message) -> Result<i32> {
+    let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
+    let count = inner.partition_count(stream).await?;
+    Ok(choose(inner, partitioning, stream, message, count))
+}
+
+fn choose(
+    inner: &Inner,
+    partitioning: &Partitioning,
+    stream: &str,
+    message: &Message,
+    count: usize,
+) -> i32 {
+    let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
+    partitioning.choose(
+        &inner.round_robin,
+        stream,
+        &message.key,
+        &message.value,
+        count,
+    )
 }
 
 #[cfg(test)]
