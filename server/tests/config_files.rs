@@ -194,6 +194,31 @@ fn our_sync_keys_load() {
 }
 
 #[test]
+fn runtime_worker_threads_loads_and_refuses_bad_counts() {
+    let mut c = Config::default();
+    assert_eq!(c.worker_threads, None);
+    source::apply_yaml(&mut c, "runtime.worker.threads: 1\n", "t").unwrap();
+    assert_eq!(c.worker_threads, Some(1));
+    source::apply_yaml(&mut c, "runtime:\n  worker:\n    threads: 0\n", "t").unwrap();
+    assert_eq!(c.worker_threads, None, "0 means one per CPU");
+    source::apply_env(
+        &mut c,
+        [("LIFTBRIDGE_RUNTIME_WORKER_THREADS".into(), "3".into())],
+    )
+    .unwrap();
+    assert_eq!(c.worker_threads, Some(3));
+    for bad in ["-1", "100000", "many"] {
+        let err = source::apply_yaml(&mut c, &format!("runtime.worker.threads: {bad}\n"), "t")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("runtime.worker.threads"),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(c.worker_threads, Some(3), "a refused value changes nothing");
+}
+
+#[test]
 fn environment_overrides_nested_keys() {
     let mut c = Config::default();
     let vars = [

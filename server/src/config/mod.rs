@@ -117,6 +117,9 @@ pub struct Config {
     pub cursors: CursorsConfig,
     /// Consumer groups.
     pub groups: GroupsConfig,
+    /// Threads of the async runtime that runs the server (ours: `runtime.worker.threads`); `None` = tokio's
+    /// default, one per CPU (or `TOKIO_WORKER_THREADS`).
+    pub worker_threads: Option<usize>,
 }
 
 /// Leader write batching (`batch.max.*`).
@@ -356,6 +359,7 @@ impl Default for Config {
                 consumer_timeout: Duration::from_secs(15),
                 coordinator_timeout: Duration::from_secs(15),
             },
+            worker_threads: None,
         }
     }
 }

@@ -82,6 +82,7 @@ pub const KEYS: &[&str] = &[
     "groups.coordinator.timeout",
     "telemetry.enabled",
     "telemetry.interval.seconds",
+    "runtime.worker.threads",
 ];
 
 /// Reads `path` and applies every key in it to `config`.
@@ -457,6 +458,18 @@ pub fn set(config: &mut Config, key: &str, value: &Value, origin: &str) -> Resul
         "cursors.stream.auto.pause.time" => c.cursors.stream_auto_pause_time = v.duration()?,
         "groups.consumer.timeout" => c.groups.consumer_timeout = v.duration()?,
         "groups.coordinator.timeout" => c.groups.coordinator_timeout = v.duration()?,
+        "runtime.worker.threads" => {
+            let n = v.u64()?;
+            c.worker_threads = match n {
+                0 => None,
+                1..=1024 => Some(n as usize),
+                _ => {
+                    return Err(v.invalid(format!(
+                        "at most 1024 threads, got {n}; 0 means one per CPU"
+                    )));
+                }
+            };
+        }
         // Liftbridge phones home; we do not. The keys are accepted so existing files load unchanged.
         "telemetry.enabled" => {
             v.bool()?;
