@@ -57,7 +57,7 @@ impl AckRouter {
         let handler: BusHandler = Arc::new(move |message| {
             let Some(router) = weak.upgrade() else { return };
             match envelope::decode_ack(&message.payload) {
-                Ok(ack) => router.deliver(&message.subject, ack),
+                Ok(ack) => router.deliver(Some(&message.subject), ack),
                 Err(e) => {
                     tracing::debug!(subject = message.subject, error = %e, "ignoring malformed ack")
                 }
@@ -109,18 +109,22 @@ impl AckRouter {
         self.waiters.lock().remove(inbox);
     }
 
-    fn deliver(&self, inbox: &str, ack: pb::Ack) {
+    /// Hands `ack` to whoever registered `inbox` (by default the ack's own inbox).
+    fn deliver(&self, inbox: Option<&str>, ack: pb::Ack) {
         let mut waiters = self.waiters.lock();
-        match waiters.get(inbox) {
+        let key = inbox.unwrap_or(&ack.ack_inbox);
+        match waiters.get(key) {
             Some(Waiter::Once(_)) => {
-                if let Some(Waiter::Once(tx)) = waiters.remove(inbox) {
+                if let Some(Waiter::Once(tx)) = waiters.remove(key) {
                     let _ = tx.send(ack);
                 }
             }
-            Some(Waiter::Session(tx)) if tx.send(ack).is_err() => {
-                waiters.remove(inbox);
+            Some(Waiter::Session(tx)) => {
+                if let Err(mpsc::error::SendError(ack)) = tx.send(ack) {
+                    waiters.remove(inbox.unwrap_or(&ack.ack_inbox));
+                }
             }
-            _ => {}
+            None => {}
         }
     }
 }
@@ -130,8 +134,7 @@ impl LocalInboxes for AckRouter {
         if !self.owns(&ack.ack_inbox) {
             return Some(ack);
         }
-        let inbox = ack.ack_inbox.clone();
-        self.deliver(&inbox, ack);
+        self.deliver(None, ack);
         None
     }
 }

@@ -7,6 +7,7 @@
 //! [`AckRouter`](super::AckRouter).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -302,10 +303,16 @@ const PUBLISH_ASYNC_BATCH: usize = 512;
 /// back by HTTP/2 flow control instead of growing the server's memory).
 const PUBLISH_ASYNC_MAX_IN_FLIGHT: usize = 16_384;
 
-/// Correlation ids of a session's messages whose ack has not come back yet (a count per id: ids may repeat).
+/// Correlation ids of a session's messages whose ack has not come back yet, counted per id (ids may repeat).
+///
+/// An id is kept as a randomly keyed 64-bit hash, not as a string: no copy and no string hashing inside the map per
+/// message. Two ids in flight at once that share a hash are counted together, which still balances (each ack
+/// takes one); only an ack for an id not in flight whose hash equals one that is could be miscounted — a 2^-64
+/// chance per pair with a keyed SipHash, and the cost of a miscount is at most an early end of the final drain.
 #[derive(Default)]
 struct InFlight {
-    ids: HashMap<String, u32>,
+    ids: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    keys: RandomState,
     total: usize,
     /// The request task waits for the last ack (its input has ended).
     wake_when_empty: bool,
@@ -314,20 +321,43 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn add(&mut self, correlation_id: String) {
-        *self.ids.entry(correlation_id).or_default() += 1;
+    fn add(&mut self, correlation_id: &str) {
+        let key = self.keys.hash_one(correlation_id);
+        *self.ids.entry(key).or_default() += 1;
         self.total += 1;
     }
 
     /// Accounts for one ack (nothing happens if no message waits under that id).
     fn remove_one(&mut self, correlation_id: &str) {
-        if let Some(n) = self.ids.get_mut(correlation_id) {
+        let key = self.keys.hash_one(correlation_id);
+        if let Some(n) = self.ids.get_mut(&key) {
             *n -= 1;
             self.total -= 1;
             if *n == 0 {
-                self.ids.remove(correlation_id);
+                self.ids.remove(&key);
             }
         }
+    }
+}
+
+/// The hasher of [`InFlight`]'s map, whose keys are hashes already: it passes them through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are `u64`); fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -405,7 +435,7 @@ async fn publish_requests(
         let mut in_flight = session.in_flight.lock();
         for (correlation_id, wants_ack) in &sent {
             if *wants_ack {
-                in_flight.add(correlation_id.clone());
+                in_flight.add(correlation_id);
             }
         }
     }
