@@ -344,20 +344,26 @@ struct Pending {
 #[derive(Default)]
 struct SeqHasher(u64);
 
+/// 2^64 divided by the golden ratio, odd: multiplying by it permutes the low bits and mixes the high ones.
+const GOLDEN_RATIO_64: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl Hasher for SeqHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The table takes its bucket from the low bits, which a product draws from the key's low bits only: the
+        // rotation brings the mixed high bits down, so keys with equal low bits (a stride of a power of two, as
+        // one publisher of many sees) still spread.
+        self.0.rotate_left(26)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         // Only `write_u64` is used (the keys are `u64`); fold anything else in rather than lose it.
         for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
+            self.write_u64(u64::from(b));
         }
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(GOLDEN_RATIO_64);
     }
 }
 
@@ -590,6 +596,10 @@ impl Refused {
     fn not_sent(req: pb::PublishRequest, permit: Option<OwnedSemaphorePermit>) -> Self {
         Refused::NotSent(Box::new(Unqueued { req, permit }))
     }
+
+    fn full(req: pb::PublishRequest, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Refused::Full(Box::new(Unqueued { req, permit }))
+    }
 }
 
 impl Publisher {
@@ -631,9 +641,7 @@ impl Publisher {
         match self.requests.try_reserve() {
             Ok(slot) => self.register(slot, req, seq, custom_id, partition, permit),
             Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::not_sent(req, permit)),
-            Err(mpsc::error::TrySendError::Full(())) => {
-                Err(Refused::Full(Box::new(Unqueued { req, permit })))
-            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(Refused::full(req, permit)),
         }
     }
 
@@ -951,17 +959,18 @@ fn cached_partition(inner: &Inner, stream: &str, message: &Message) -> Option<i3
         return Some(partitioning.choose(&inner.round_robin, stream, &[], &[], 1));
     }
     let count = inner.metadata.snapshot().partition_count(stream)?;
-    Some(choose(inner, partitioning, stream, message, count))
+    Some(choose_among(inner, partitioning, stream, message, count))
 }
 
 /// The message's partition, fetching the stream's partition count.
 async fn fetched_partition(inner: &Inner, stream: &str, message: &Message) -> Result<i32> {
     let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
     let count = inner.partition_count(stream).await?;
-    Ok(choose(inner, partitioning, stream, message, count))
+    Ok(choose_among(inner, partitioning, stream, message, count))
 }
 
-fn choose(
+/// The partition of `message` among the stream's `count` partitions (at least one), by its partitioning.
+fn choose_among(
     inner: &Inner,
     partitioning: &Partitioning,
     stream: &str,
@@ -981,6 +990,24 @@ fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_spread_over_buckets() {
+        use std::hash::BuildHasher;
+        let hasher = BuildHasherDefault::<SeqHasher>::default();
+        // Consecutive numbers, and numbers 64 apart (one of many publishers' share of a client's sequence):
+        // the low 10 bits (a 1,024-bucket table) must take nearly every value.
+        for stride in [1u64, 64] {
+            let buckets: std::collections::HashSet<u64> = (0..1024u64)
+                .map(|i| hasher.hash_one(i * stride) & 1023)
+                .collect();
+            assert!(
+                buckets.len() > 600,
+                "stride {stride}: {} buckets",
+                buckets.len()
+            );
+        }
+    }
 
     #[test]
     fn publish_replies_decode_like_prost() {

@@ -116,6 +116,20 @@ async fn round_robin_custom_and_explicit_partitions() {
         );
     }
     assert_eq!(parts, [0, 1, 2, 0, 1, 2]);
+    // A client that has not cached the stream yet fetches its partition count on the first send; the round
+    // robin still advances once per message.
+    let fresh = server
+        .client_builder()
+        .partitioning(Partitioning::RoundRobin)
+        .connect()
+        .await
+        .unwrap();
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let ack = fresh.send("rr", "x").await.unwrap().await.unwrap();
+        parts.push(ack.partition().unwrap());
+    }
+    assert_eq!(parts, [0, 1, 2]);
     let custom = Message::new("x").partitioning(Partitioning::Custom(Arc::new(Last)));
     assert_eq!(
         client.publish("rr", custom).await.unwrap().partition(),

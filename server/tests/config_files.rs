@@ -207,7 +207,20 @@ fn runtime_worker_threads_loads_and_refuses_bad_counts() {
     )
     .unwrap();
     assert_eq!(c.worker_threads, Some(3));
-    for bad in ["-1", "100000", "many"] {
+    source::apply_yaml(&mut c, "runtime.worker.threads: 1024\n", "t").unwrap();
+    assert_eq!(c.worker_threads, Some(1024));
+    source::apply_yaml(&mut c, "runtime.worker.threads: 3\n", "t").unwrap();
+    let err = source::apply_env(
+        &mut c,
+        [("LIFTBRIDGE_RUNTIME_WORKER_THREADS".into(), "two".into())],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("environment variable LIFTBRIDGE_RUNTIME_WORKER_THREADS"),
+        "{err}"
+    );
+    for bad in ["-1", "1025", "100000", "many"] {
         let err = source::apply_yaml(&mut c, &format!("runtime.worker.threads: {bad}\n"), "t")
             .unwrap_err();
         assert!(

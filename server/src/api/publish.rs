@@ -305,14 +305,15 @@ const PUBLISH_ASYNC_MAX_IN_FLIGHT: usize = 16_384;
 
 /// Correlation ids of a session's messages whose ack has not come back yet, counted per id (ids may repeat).
 ///
-/// An id is kept as a randomly keyed 64-bit hash, not as a string: no copy and no string hashing inside the map per
-/// message. Two ids in flight at once that share a hash are counted together, which still balances (each ack
-/// takes one); only an ack for an id not in flight whose hash equals one that is could be miscounted — a 2^-64
-/// chance per pair with a keyed SipHash, and the cost of a miscount is at most an early end of the final drain.
+/// An id is kept as a randomly keyed 64-bit hash ([`Session::key`]), not as a string: no copy and no string hashing
+/// inside the map per message. Two ids in flight at once that share a hash are counted together, which still
+/// balances (each ack takes one); only an ack for an id not in flight whose hash equals one that is could be
+/// miscounted — a 2^-64 chance per pair with a keyed SipHash, and the cost of a miscount is at most an early end of
+/// the final drain. The hash must stay keyed: the map uses it as it is ([`Prehashed`]), so with a fixed hash a
+/// client could choose ids that all land in one bucket.
 #[derive(Default)]
 struct InFlight {
     ids: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
-    keys: RandomState,
     total: usize,
     /// The request task waits for the last ack (its input has ended).
     wake_when_empty: bool,
@@ -321,15 +322,14 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn add(&mut self, correlation_id: &str) {
-        let key = self.keys.hash_one(correlation_id);
+    /// Counts one message under `key` (its correlation id's [`Session::key`]).
+    fn add(&mut self, key: u64) {
         *self.ids.entry(key).or_default() += 1;
         self.total += 1;
     }
 
-    /// Accounts for one ack (nothing happens if no message waits under that id).
-    fn remove_one(&mut self, correlation_id: &str) {
-        let key = self.keys.hash_one(correlation_id);
+    /// Accounts for one ack (nothing happens if no message waits under that key).
+    fn remove_one(&mut self, key: u64) {
         if let Some(n) = self.ids.get_mut(&key) {
             *n -= 1;
             self.total -= 1;
@@ -367,6 +367,15 @@ impl Hasher for Prehashed {
 struct Session {
     in_flight: parking_lot::Mutex<InFlight>,
     acked: tokio::sync::Notify,
+    /// Keys [`InFlight`]'s hashes (randomly, per session).
+    keys: RandomState,
+}
+
+impl Session {
+    /// The key of a correlation id in [`InFlight`] (hashed outside its lock).
+    fn key(&self, correlation_id: &str) -> u64 {
+        self.keys.hash_one(correlation_id)
+    }
 }
 
 /// The `PublishAsync` response for an ack.
@@ -404,7 +413,7 @@ async fn publish_requests(
     out: &mpsc::Sender<Result<pb::PublishResponse, Status>>,
 ) -> bool {
     let mut messages = Vec::with_capacity(batch.len());
-    // Beside each message: its correlation id and whether it waits for an ack.
+    // Beside each message: its correlation id and, if it waits for an ack, the id's in-flight key.
     let mut sent = Vec::with_capacity(batch.len());
     for req in batch {
         let wants_ack = req.ack_policy != pb::AckPolicy::None as i32;
@@ -413,7 +422,8 @@ async fn publish_requests(
                 let message = to_message(req, inbox.to_string());
                 messages.push((subject, envelope::encode_message(&message, false)));
                 // The id is taken back from the encoded message (no copy per message).
-                sent.push((message.correlation_id, wants_ack));
+                let key = wants_ack.then(|| session.key(&message.correlation_id));
+                sent.push((message.correlation_id, key));
             }
             Err(refusal) => {
                 let resp = async_error(
@@ -433,17 +443,15 @@ async fn publish_requests(
     // Counted before they leave: an ack may reach the response stream before `publish_batch` returns.
     {
         let mut in_flight = session.in_flight.lock();
-        for (correlation_id, wants_ack) in &sent {
-            if *wants_ack {
-                in_flight.add(correlation_id);
-            }
+        for key in sent.iter().filter_map(|(_, key)| *key) {
+            in_flight.add(key);
         }
     }
     let results = ctx.intake.publish_batch(messages).await;
-    for ((correlation_id, wants_ack), result) in sent.into_iter().zip(results) {
+    for ((correlation_id, key), result) in sent.into_iter().zip(results) {
         if let Err(e) = result {
-            if wants_ack {
-                session.in_flight.lock().remove_one(&correlation_id);
+            if let Some(key) = key {
+                session.in_flight.lock().remove_one(key);
             }
             let status = status::from_bus(e);
             let resp = async_error(
@@ -497,9 +505,10 @@ impl futures::Stream for Responses {
         match ack {
             Some(ack) => {
                 // A duplicate or late ack is forwarded too, as before.
+                let key = this.session.key(&ack.correlation_id);
                 let wake = {
                     let mut in_flight = this.session.in_flight.lock();
-                    in_flight.remove_one(&ack.correlation_id);
+                    in_flight.remove_one(key);
                     let wake = (in_flight.wake_when_empty && in_flight.total == 0)
                         || (in_flight.wake_when_room
                             && in_flight.total < PUBLISH_ASYNC_MAX_IN_FLIGHT);

@@ -118,7 +118,8 @@ pub struct Config {
     /// Consumer groups.
     pub groups: GroupsConfig,
     /// Threads of the async runtime that runs the server (ours: `runtime.worker.threads`); `None` = tokio's
-    /// default, one per CPU (or `TOKIO_WORKER_THREADS`).
+    /// default, one per CPU (or `TOKIO_WORKER_THREADS`). Applied by the `liftbridge` binary, which builds the
+    /// runtime; a server started in-process with `Server::run` runs on its caller's runtime and ignores it.
     pub worker_threads: Option<usize>,
 }
 
