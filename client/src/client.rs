@@ -636,7 +636,12 @@ impl Inner {
 
 /// The leader's address of `stream`/`partition` in `metadata` (with `isr`, a random in-sync replica's when it
 /// has any), if `metadata` knows them.
-fn addr_in(metadata: &Metadata, stream: &str, partition: i32, isr: bool) -> Option<Arc<str>> {
+pub(crate) fn addr_in(
+    metadata: &Metadata,
+    stream: &str,
+    partition: i32,
+    isr: bool,
+) -> Option<Arc<str>> {
     let p = metadata.stream(stream)?.partition(partition)?;
     if isr && !p.isr().is_empty() {
         let pick = &p.isr()[rand::rng().random_range(0..p.isr().len())];

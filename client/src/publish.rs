@@ -40,10 +40,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::client::Inner;
+use crate::client::{Inner, addr_in};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::event::Event;
 use crate::message::{Ack, Message};
+use crate::metadata::Metadata;
 use crate::options::AckPolicy;
 use crate::partition::Partitioning;
 use crate::wire::{Malformed, Span, expect, slice};
@@ -575,32 +576,31 @@ pub(crate) struct Publisher {
     shared: Arc<Shared>,
 }
 
-/// Why a message could not be queued.
+/// A message on its way into a publish stream, with what registering it needs.
+struct Outgoing {
+    req: pb::PublishRequest,
+    /// Its sequence number (the key of the pending map).
+    seq: u64,
+    /// The user's own correlation id, when it gave one.
+    custom_id: Option<String>,
+    partition: i32,
+    /// Its place in the in-flight window (`None`: AckPolicy NONE, no ack awaited).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Why a message could not be queued. The message comes back boxed: refusals are rare, and a small result is
+/// cheaper to return on every send.
 enum Refused {
     /// The stream broke before the message entered it: safe to queue on a new stream.
-    NotSent(Box<Unqueued>),
+    NotSent(Box<Outgoing>),
     /// The request queue is full: wait for room.
-    Full(Box<Unqueued>),
+    Full(Box<Outgoing>),
     /// The message itself is wrong.
     Invalid(Error),
 }
 
-/// A message handed back unqueued (boxed: refusals are rare, and a small result is cheaper to return on every
-/// send).
-struct Unqueued {
-    req: pb::PublishRequest,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Refused {
-    fn not_sent(req: pb::PublishRequest, permit: Option<OwnedSemaphorePermit>) -> Self {
-        Refused::NotSent(Box::new(Unqueued { req, permit }))
-    }
-
-    fn full(req: pb::PublishRequest, permit: Option<OwnedSemaphorePermit>) -> Self {
-        Refused::Full(Box::new(Unqueued { req, permit }))
-    }
-}
+/// What queuing a message gives: its ack receiver (`None` for AckPolicy NONE), or why it was not queued.
+type Enqueued = std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused>;
 
 impl Publisher {
     /// Opens the stream (lazily: the call is made by the task; messages queue meanwhile).
@@ -628,36 +628,22 @@ impl Publisher {
         Arc::new(Publisher { requests, shared })
     }
 
-    /// Registers and queues one message when the request queue has room (it nearly always has); returns the ack
-    /// receiver (`None` for AckPolicy NONE), or [`Refused::Full`] to wait for room with [`Publisher::enqueue`].
-    fn try_enqueue(
-        &self,
-        req: pb::PublishRequest,
-        seq: u64,
-        custom_id: Option<&str>,
-        partition: i32,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
+    /// Registers and queues one message when the request queue has room (it nearly always has), or answers
+    /// [`Refused::Full`] to wait for room with [`Publisher::enqueue`].
+    fn try_enqueue(&self, msg: Outgoing) -> Enqueued {
         match self.requests.try_reserve() {
-            Ok(slot) => self.register(slot, req, seq, custom_id, partition, permit),
-            Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::not_sent(req, permit)),
-            Err(mpsc::error::TrySendError::Full(())) => Err(Refused::full(req, permit)),
+            Ok(slot) => self.register(slot, msg),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::NotSent(Box::new(msg))),
+            Err(mpsc::error::TrySendError::Full(())) => Err(Refused::Full(Box::new(msg))),
         }
     }
 
     /// [`Publisher::try_enqueue`] waiting for room in the request queue, for at most the ack timeout: a server
     /// that stops reading must not hang `send` forever (the message was surely not sent, so the error says so).
-    async fn enqueue(
-        &self,
-        req: pb::PublishRequest,
-        seq: u64,
-        custom_id: Option<&str>,
-        partition: i32,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
+    async fn enqueue(&self, msg: Outgoing) -> Enqueued {
         match tokio::time::timeout(self.shared.ack_timeout, self.requests.reserve()).await {
-            Ok(Ok(slot)) => self.register(slot, req, seq, custom_id, partition, permit),
-            Ok(Err(_)) => Err(Refused::not_sent(req, permit)),
+            Ok(Ok(slot)) => self.register(slot, msg),
+            Ok(Err(_)) => Err(Refused::NotSent(Box::new(msg))),
             Err(_) => Err(Refused::Invalid(Error::new(
                 ErrorKind::AckTimeout,
                 format!(
@@ -670,56 +656,52 @@ impl Publisher {
     }
 
     /// Registers the message as pending (unless it wants no ack) and queues it in its reserved `slot`.
-    fn register(
-        &self,
-        slot: mpsc::Permit<'_, pb::PublishRequest>,
-        req: pb::PublishRequest,
-        seq: u64,
-        custom_id: Option<&str>,
-        partition: i32,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> std::result::Result<Option<oneshot::Receiver<Result<Ack>>>, Refused> {
-        let rx = {
-            let mut state = self.shared.state.lock();
-            if !state.open {
-                return Err(Refused::not_sent(req, permit));
-            }
-            match permit {
-                None => None,
-                Some(permit) => {
-                    if let Some(id) = custom_id {
-                        if state.custom_ids.contains_key(id) {
-                            return Err(Refused::Invalid(Error::invalid(format!(
-                                "correlation id {id:?} is already used by a message awaiting its ack; correlation \
-                                 ids must be unique"
-                            ))));
-                        }
-                        state.custom_ids.insert(id.to_string(), seq);
-                    }
-                    let (tx, rx) = oneshot::channel();
-                    let was_empty = state.deadlines.is_empty();
-                    state.pending.insert(
-                        seq,
-                        Pending {
-                            tx,
-                            partition,
-                            custom_id: custom_id.map(str::to_string),
-                            _permit: permit,
-                        },
-                    );
-                    // Taken under the lock, so the FIFO stays in deadline order whatever the interleaving.
-                    let deadline = Instant::now() + self.shared.ack_timeout;
-                    state.deadlines.push_back((deadline, seq));
-                    drop(state);
-                    if was_empty {
-                        self.shared.wake.notify_one();
-                    }
-                    Some(rx)
-                }
-            }
+    fn register(&self, slot: mpsc::Permit<'_, pb::PublishRequest>, msg: Outgoing) -> Enqueued {
+        let mut state = self.shared.state.lock();
+        if !state.open {
+            return Err(Refused::NotSent(Box::new(msg)));
+        }
+        let Outgoing {
+            req,
+            seq,
+            custom_id,
+            partition,
+            permit,
+        } = msg;
+        let Some(permit) = permit else {
+            drop(state);
+            slot.send(req);
+            return Ok(None);
         };
+        if let Some(id) = &custom_id {
+            if state.custom_ids.contains_key(id) {
+                return Err(Refused::Invalid(Error::invalid(format!(
+                    "correlation id {id:?} is already used by a message awaiting its ack; correlation ids must be \
+                     unique"
+                ))));
+            }
+            state.custom_ids.insert(id.clone(), seq);
+        }
+        let (tx, rx) = oneshot::channel();
+        let was_empty = state.deadlines.is_empty();
+        state.pending.insert(
+            seq,
+            Pending {
+                tx,
+                partition,
+                custom_id,
+                _permit: permit,
+            },
+        );
+        // Taken under the lock, so the FIFO stays in deadline order whatever the interleaving.
+        let deadline = Instant::now() + self.shared.ack_timeout;
+        state.deadlines.push_back((deadline, seq));
+        drop(state);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
         slot.send(req);
-        Ok(rx)
+        Ok(Some(rx))
     }
 
     /// Waits until nothing is pending or `deadline` passes.
@@ -866,23 +848,28 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
             Err(TryAcquireError::Closed) => return Err(Error::closed()),
         }
     };
-    let partition = match cached_partition(inner, stream, &message) {
+    // One snapshot for the partition count and the leader: a fetch (rare) makes it stale, and the address is then
+    // looked up afresh.
+    let metadata = inner.metadata.snapshot();
+    let partition = match cached_partition(inner, &metadata, stream, &message) {
         Some(partition) => partition,
         None => Box::pin(fetched_partition(inner, stream, &message)).await?,
     };
-    let addr = match inner.cached_addr(stream, partition, false) {
+    let addr = match addr_in(&metadata, stream, partition, false) {
         Some(addr) => addr,
         None => Box::pin(inner.partition_addr(stream, partition, false)).await?,
     };
+    drop(metadata);
     let ids = &publishers.ids;
     let seq = ids.next_seq();
-    let custom = (!message.correlation_id.is_empty()).then(|| message.correlation_id.clone());
-    let correlation_id = match &custom {
+    let mut message = message;
+    let custom_id = Some(std::mem::take(&mut message.correlation_id)).filter(|id| !id.is_empty());
+    let correlation_id = match &custom_id {
         Some(id) => id.clone(),
         None => ids.format(seq),
     };
     let ack_policy = message.ack_policy;
-    let mut req = message.into_request(stream, partition, correlation_id);
+    let req = message.into_request(stream, partition, correlation_id);
     // An oversized message would fail the encoder of the shared stream, breaking it for every message in
     // flight: refuse it here instead.
     let size = prost::Message::encoded_len(&req);
@@ -896,14 +883,17 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
             ),
         ));
     }
-    let mut permit = permit;
+    let mut msg = Outgoing {
+        req,
+        seq,
+        custom_id,
+        partition,
+        permit,
+    };
     for _ in 0..REQUEUE_ATTEMPTS {
         let publisher = publishers.get(inner, &addr)?;
-        let queued = match publisher.try_enqueue(req, seq, custom.as_deref(), partition, permit) {
-            Err(Refused::Full(unqueued)) => {
-                let Unqueued { req, permit } = *unqueued;
-                Box::pin(publisher.enqueue(req, seq, custom.as_deref(), partition, permit)).await
-            }
+        let queued = match publisher.try_enqueue(msg) {
+            Err(Refused::Full(msg)) => Box::pin(publisher.enqueue(*msg)).await,
             queued => queued,
         };
         match queued {
@@ -926,9 +916,7 @@ pub(crate) async fn send(inner: &Arc<Inner>, stream: &str, message: Message) -> 
                     Some(partition),
                 ))));
             }
-            Err(Refused::NotSent(unqueued) | Refused::Full(unqueued)) => {
-                (req, permit) = (unqueued.req, unqueued.permit);
-            }
+            Err(Refused::NotSent(back) | Refused::Full(back)) => msg = *back,
             Err(Refused::Invalid(e)) => return Err(e),
         }
     }
@@ -953,12 +941,17 @@ async fn window_slot(inner: &Inner) -> Result<OwnedSemaphorePermit> {
 
 /// The message's partition when it can be chosen without fetching metadata (a fixed partition, or the stream's
 /// partition count cached).
-fn cached_partition(inner: &Inner, stream: &str, message: &Message) -> Option<i32> {
+fn cached_partition(
+    inner: &Inner,
+    metadata: &Metadata,
+    stream: &str,
+    message: &Message,
+) -> Option<i32> {
     let partitioning = message.partitioning.as_ref().unwrap_or(&inner.partitioning);
     if !partitioning.needs_count() {
         return Some(partitioning.choose(&inner.round_robin, stream, &[], &[], 1));
     }
-    let count = inner.metadata.snapshot().partition_count(stream)?;
+    let count = metadata.partition_count(stream)?;
     Some(choose_among(inner, partitioning, stream, message, count))
 }
 
