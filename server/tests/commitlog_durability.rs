@@ -17,6 +17,13 @@ fn open_faulty(dir: &std::path::Path, cfg: LogConfig) -> (Log, FaultyStorage, Re
     (log, faults, report)
 }
 
+/// The recovery point on disk (the file is a version line, then the offset).
+fn recovery_point(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("recovery-point-checkpoint"))
+        .ok()
+        .and_then(|s| s.lines().nth(1).and_then(|v| v.trim().parse().ok()))
+}
+
 #[test]
 fn sync_always_fsyncs_every_batch_before_returning() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +49,7 @@ fn sync_always_fsyncs_every_batch_before_returning() {
 }
 
 #[test]
-fn sync_never_only_fsyncs_on_roll_and_close() {
+fn sync_never_only_fsyncs_sealed_segments_and_on_close() {
     let dir = tempfile::tempdir().unwrap();
     let (log, faults, _) = open_faulty(
         dir.path(),
@@ -60,13 +67,66 @@ fn sync_never_only_fsyncs_on_roll_and_close() {
     log.close().unwrap();
     assert!(faults.syncs() > before);
     assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
-    // Rolls fsync the sealed segment.
+    // A roll does not fsync the segment it seals (that would stall the append path); the owner's ticker
+    // (`sync_if_due`) does, under every policy, and only then moves the recovery point past it.
     let dir = tempfile::tempdir().unwrap();
     let (log, faults, _) = open_faulty(dir.path(), small());
     let before = faults.syncs();
     fill(&log, 0, 200, 10);
-    assert!(log.stats().rolls > 0);
-    assert!(faults.syncs() - before >= log.stats().rolls);
+    let rolls = log.stats().rolls;
+    assert!(rolls > 0);
+    assert_eq!(faults.syncs(), before, "no fsync on the append path");
+    let active_base = log.segments().last().unwrap().base_offset;
+    assert!(
+        recovery_point(dir.path()).is_none_or(|p| p < active_base),
+        "the sealed segments are not known durable yet"
+    );
+    assert!(
+        log.sync_if_due().unwrap(),
+        "sealed segments wait for an fsync"
+    );
+    assert!(
+        faults.syncs() - before > rolls,
+        "every sealed segment and the active one"
+    );
+    assert_eq!(recovery_point(dir.path()), Some(active_base));
+    let after = faults.syncs();
+    assert!(!log.sync_if_due().unwrap(), "nothing sealed since");
+    assert_eq!(faults.syncs(), after);
+    // Close fsyncs what a roll sealed since.
+    fill(&log, 200, 400, 10);
+    assert!(log.stats().rolls > rolls);
+    let before_close = faults.syncs();
+    log.close().unwrap();
+    assert!(faults.syncs() - before_close > log.stats().rolls - rolls);
+    assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
+}
+
+#[test]
+fn truncation_fsyncs_sealed_segments_and_moves_the_recovery_point_to_the_cut_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(dir.path(), small());
+    fill(&log, 0, 300, 10);
+    let segs = log.segments();
+    assert!(segs.len() >= 4, "{} segments", segs.len());
+    let before = faults.syncs();
+    // Into the second segment: it becomes the active one; the segments after it go.
+    let cut = segs[1].base_offset + 2;
+    log.truncate(cut).unwrap();
+    assert!(
+        faults.syncs() > before,
+        "the sealed segments that stay were fsynced"
+    );
+    assert_eq!(recovery_point(dir.path()), Some(segs[1].base_offset));
+    assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
+    // New rolls after the cut are not trusted by an unclean open until an fsync covered them.
+    fill(&log, cut, cut + 150, 10);
+    assert!(log.segments().len() > 2);
+    drop(log);
+    let (log, report) = commitlog_util::open(dir.path(), small());
+    assert!(!report.clean_shutdown);
+    assert_eq!(report.segments - report.segments_scanned, 1, "{report:?}");
+    assert_eq!(log.end_offset(), cut + 150);
 }
 
 #[test]

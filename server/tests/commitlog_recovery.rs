@@ -28,6 +28,9 @@ fn fixture(n: u64, clean: bool) -> Fixture {
     let segs = log.segments();
     if clean {
         log.close().unwrap();
+    } else {
+        // As the server's ticker does: fsync the segments rolls sealed, which moves the recovery point.
+        log.sync_if_due().unwrap();
     }
     drop(log);
     Fixture { dir, segs, n }
@@ -560,6 +563,30 @@ fn unclean_stop_without_any_damage_loses_nothing() {
         "segments before the recovery point are trusted"
     );
     assert_survivors(&log, 0..500);
+}
+
+#[test]
+fn a_segment_sealed_but_not_yet_fsynced_is_scanned_after_an_unclean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(dir.path(), small());
+    fill(&log, 0, 200, 5);
+    assert!(
+        log.sync_if_due().unwrap(),
+        "sealed segments wait for an fsync"
+    );
+    let durable = log.segments().len() - 1;
+    fill(&log, 200, 400, 5);
+    assert!(log.segments().len() - 1 > durable, "rolled again");
+    drop(log);
+    let (log, report) = open(dir.path(), small());
+    assert!(!report.clean_shutdown);
+    assert!(report.found_no_damage(), "{report:?}");
+    assert_eq!(
+        report.segments - report.segments_scanned,
+        durable,
+        "only the segments fsynced before the stop are trusted: {report:?}"
+    );
+    assert_survivors(&log, 0..400);
 }
 
 proptest! {

@@ -13,11 +13,14 @@ use super::record::RECORD_HEADER_LEN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncPolicy {
     /// Never fsync on append; data reaches disk when the OS writes the page cache back (Liftbridge's only
-    /// mode). Segments are still fsynced when they are rolled and when the log is closed.
+    /// mode). Segments are still fsynced after they are rolled (by the next `Log::sync_if_due`, not by the
+    /// roll) and when the log is closed.
     #[default]
     Never,
-    /// Fsync when this much time has passed since the last fsync. Checked on every append and by
-    /// [`Log::sync_if_due`](super::Log::sync_if_due), which the server's ticker calls.
+    /// Fsync when this much time has passed since the last fsync, from
+    /// [`Log::sync_if_due`](super::Log::sync_if_due), which the owner's ticker calls off the append path (the
+    /// server's partition leaders every 250 ms, followers every second). An append fsyncs only when twice this
+    /// much time has passed (a late or missing ticker).
     Interval(Duration),
     /// Fsync every batch before `append` returns. Concurrent appenders share fsyncs (group commit).
     Always,

@@ -4,11 +4,18 @@
 //! which file is active and how many bytes had been written by then. A caller that needs its batch durable
 //! waits until `synced >= its written mark`. If nobody is syncing, it becomes the syncer: it snapshots the
 //! (file, written) pair, calls `fdatasync` without holding any lock, and publishes the new `synced` mark,
-//! waking everyone whose batch it covered. Bytes in older segments are durable because a roll fsyncs the old
-//! segment before the active file changes.
+//! waking everyone whose batch it covered.
+//!
+//! A roll does not fsync the segment it seals (an fsync of a full segment took ~100 ms here, and it ran on the
+//! append path): the segment joins a list of sealed segments waiting for their fsync ([`Durability::seal`]),
+//! and the next fsync of any kind — a group commit, the owner's ticker ([`Durability::has_sealed`] makes
+//! `sync_if_due` run under every policy), truncation, close — fsyncs them before the active file. Only then
+//! does the recovery point move past them (the caller writes it from [`SyncOutcome::Synced`]), as in Kafka,
+//! where a rolled segment is flushed in the background and the recovery point follows the flush.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -26,6 +33,24 @@ pub(crate) struct SyncTarget {
     pub written: u64,
 }
 
+/// A segment sealed by a roll whose files have not been fsynced since.
+#[derive(Debug)]
+pub(crate) struct SealedSegment {
+    /// The segment's data file and its path.
+    pub log: (Arc<dyn LogFile>, PathBuf),
+    /// Its offset and time index files and their paths.
+    pub indexes: [(Arc<dyn LogFile>, PathBuf); 2],
+    /// The base offset of the segment after it: once this one is durable, the recovery point may move there.
+    pub next_base: u64,
+}
+
+/// What the next fsync must cover: the sealed segments still waiting, oldest first, then the active file.
+#[derive(Debug)]
+struct Files {
+    sealed: Vec<SealedSegment>,
+    active: SyncTarget,
+}
+
 #[derive(Debug)]
 struct SyncState {
     /// Every byte up to this written mark is durable.
@@ -41,12 +66,15 @@ struct SyncState {
 pub(crate) struct Durability {
     state: Mutex<SyncState>,
     cond: Condvar,
-    /// The active file; replaced only when it changes (roll, truncation).
-    target: Mutex<SyncTarget>,
+    /// The active file (replaced only when it changes: roll, truncation) and the sealed segments waiting.
+    files: Mutex<Files>,
     /// Bytes written since open: stored by the writer after every batch (no lock on the append path). A syncer
-    /// loads it *before* it reads `target`, so the file it then fsyncs is the one holding those bytes, or a newer
-    /// one (bytes before a roll were fsynced by the roll).
+    /// loads it *before* it reads `files`, so the bytes are in the active file it then fsyncs, in a newer one, or
+    /// in a segment sealed since — which is on the sealed list it takes with the active file.
     written: AtomicU64,
+    /// An index file of a sealed segment failed its fsync (the log still works; a close is then not clean, so
+    /// the next open checks the indexes).
+    index_sync_failed: AtomicBool,
     /// Number of fsyncs of segment data issued (group commit, rolls, truncation, close).
     pub fsyncs: AtomicU64,
 }
@@ -65,7 +93,11 @@ pub(crate) enum SyncOutcome {
     /// Already durable.
     Covered,
     /// This call ran the fsync.
-    Synced,
+    Synced {
+        /// When it fsynced sealed segments too: the base offset after the newest of them (everything before it
+        /// is durable now; the new recovery point).
+        sealed_to: Option<u64>,
+    },
 }
 
 impl Durability {
@@ -79,7 +111,11 @@ impl Durability {
             }),
             cond: Condvar::new(),
             written: AtomicU64::new(target.written),
-            target: Mutex::new(target),
+            files: Mutex::new(Files {
+                sealed: Vec::new(),
+                active: target,
+            }),
+            index_sync_failed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
         }
     }
@@ -87,8 +123,29 @@ impl Durability {
     /// Records a new active file and the written mark at that point (writer only, under the write lock).
     pub fn set_target(&self, target: SyncTarget) {
         let written = target.written;
-        *self.target.lock() = target;
+        self.files.lock().active = target;
         self.written.store(written, Ordering::Release);
+    }
+
+    /// Records a roll (writer only, under the write lock): `sealed` waits for the next fsync, `target` is the new
+    /// active file. Both change together, so a syncer sees the sealed segment on the list or as its active file.
+    pub fn seal(&self, sealed: SealedSegment, target: SyncTarget) {
+        let written = target.written;
+        let mut files = self.files.lock();
+        files.sealed.push(sealed);
+        files.active = target;
+        drop(files);
+        self.written.store(written, Ordering::Release);
+    }
+
+    /// Whether sealed segments wait for their fsync.
+    pub fn has_sealed(&self) -> bool {
+        !self.files.lock().sealed.is_empty()
+    }
+
+    /// Whether an index file of a sealed segment failed its fsync since open.
+    pub fn index_sync_failed(&self) -> bool {
+        self.index_sync_failed.load(Ordering::Acquire)
     }
 
     /// Records the written mark after a batch went to the active file (writer only, under the write lock).
@@ -144,9 +201,19 @@ impl Durability {
             st.syncing = true;
             drop(st);
             let written = self.written.load(Ordering::Acquire);
-            let t = self.target.lock().clone();
-            let res = t.file.sync_data();
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let (sealed, active) = {
+                let mut files = self.files.lock();
+                (std::mem::take(&mut files.sealed), files.active.clone())
+            };
+            let sealed_to = self.sync_sealed(&sealed);
+            let res = sealed_to.and_then(|sealed_to| {
+                self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                active
+                    .file
+                    .sync_data()
+                    .map(|()| sealed_to)
+                    .map_err(|e| (active.path, e))
+            });
             let mut st = self.state.lock();
             st.syncing = false;
             if res.is_ok() {
@@ -158,10 +225,47 @@ impl Durability {
             drop(st);
             self.cond.notify_all();
             match res {
-                Ok(()) if written >= target => return Ok(SyncOutcome::Synced),
-                Ok(()) => continue,
-                Err(e) => return Err(SyncError::Io(t.path, e)),
+                Ok(sealed_to) if written >= target => return Ok(SyncOutcome::Synced { sealed_to }),
+                Ok(_) => continue,
+                Err((path, e)) => return Err(SyncError::Io(path, e)),
             }
         }
+    }
+
+    /// Fsyncs the sealed segments still waiting, and nothing else, after any fsync in progress finished (so
+    /// every sealed segment is durable when it returns); for truncation and close, which then mark the active
+    /// file durable themselves. Returns the new recovery point, if there were any.
+    pub fn settle(&self) -> Result<Option<u64>, SyncError> {
+        let mut st = self.state.lock();
+        while st.syncing {
+            self.cond.wait(&mut st);
+        }
+        st.syncing = true;
+        drop(st);
+        let sealed = std::mem::take(&mut self.files.lock().sealed);
+        let res = self.sync_sealed(&sealed);
+        self.state.lock().syncing = false;
+        self.cond.notify_all();
+        res.map_err(|(path, e)| SyncError::Io(path, e))
+    }
+
+    /// Fsyncs `sealed` (data files; an index file that fails is only noted); returns the base offset after the
+    /// newest of them.
+    fn sync_sealed(
+        &self,
+        sealed: &[SealedSegment],
+    ) -> Result<Option<u64>, (PathBuf, std::io::Error)> {
+        for segment in sealed {
+            for (file, path) in &segment.indexes {
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(path = %path.display(), error = %e, "index fsync of a sealed segment failed");
+                    self.index_sync_failed.store(true, Ordering::Release);
+                }
+            }
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let (file, path) = &segment.log;
+            file.sync_data().map_err(|e| (path.clone(), e))?;
+        }
+        Ok(sealed.last().map(|s| s.next_base))
     }
 }

@@ -179,6 +179,9 @@ pub(crate) struct LogInner {
     generation: AtomicU64,
     /// Offset each truncation cut to, indexed by generation - 1.
     truncation_points: Mutex<Vec<u64>>,
+    /// Serializes recovery point writes (fsyncs that made sealed segments durable, truncation, close); holds the
+    /// value this `Log` last wrote (0 before the first), so a slower syncer never moves it back.
+    recovery_point: Mutex<u64>,
     /// Broadcasts [`LogPosition`].
     position_tx: watch::Sender<LogPosition>,
     /// Group commit.
@@ -356,8 +359,10 @@ impl Log {
         writer::sync_written(&self.inner)
     }
 
-    /// Under [`SyncPolicy::Interval`], fsyncs if the interval has elapsed since the last fsync; returns
-    /// whether it did. Meant for the server's ticker. A no-op under the other policies.
+    /// Under [`SyncPolicy::Interval`], fsyncs if the interval has elapsed since the last fsync; under every
+    /// policy, fsyncs when a roll sealed a segment since the last fsync (and then moves the recovery point).
+    /// Returns whether it did. Meant for the owner's ticker, off the append path (it blocks: run it off the
+    /// async runtime).
     pub fn sync_if_due(&self) -> Result<bool> {
         writer::sync_if_due(&self.inner)
     }

@@ -1099,6 +1099,7 @@ pub(crate) fn open(
         high_watermark: AtomicI64::new(hw),
         generation: AtomicU64::new(0),
         truncation_points: Mutex::new(Vec::new()),
+        recovery_point: Mutex::new(0),
         position_tx,
         durability: Durability::new(target),
         closed: AtomicBool::new(false),

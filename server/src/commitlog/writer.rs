@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
 use super::config::SyncPolicy;
-use super::durability::{SyncError, SyncTarget};
+use super::durability::{SealedSegment, SyncError, SyncOutcome, SyncTarget};
 use super::error::{LogError, Result};
 use super::file::{LogFile, OpenMode, sync_dir};
 use super::index::{
@@ -195,21 +195,57 @@ pub(crate) fn flush_indexes(inner: &LogInner) -> Result<()> {
     Ok(())
 }
 
-/// Runs the group commit up to `target` and maps its errors (an fsync error fails the log).
+/// Runs the group commit up to `target` and maps its errors (an fsync error fails the log); moves the recovery
+/// point past the sealed segments it made durable.
 fn sync_to(inner: &LogInner, target: u64) -> Result<()> {
+    let generation = inner.generation.load(Ordering::Acquire);
     match inner
         .durability
         .sync_to(target, || inner.failed.load(Ordering::Acquire))
     {
+        Ok(SyncOutcome::Synced {
+            sealed_to: Some(point),
+        }) => {
+            advance_recovery_point(inner, generation, point);
+            Ok(())
+        }
         Ok(_) => Ok(()),
-        Err(SyncError::Failed) => inner.check_writable().and(Err(LogError::Failed {
+        Err(e) => Err(sync_failed(inner, e)),
+    }
+}
+
+/// The error of a failed fsync (which fails the log).
+fn sync_failed(inner: &LogInner, e: SyncError) -> LogError {
+    match e {
+        SyncError::Failed => inner.check_writable().err().unwrap_or(LogError::Failed {
             reason: "fsync failed".into(),
-        })),
-        Err(SyncError::Io(path, e)) => {
+        }),
+        SyncError::Io(path, e) => {
             inner.set_failed(format!("fsync of {} failed: {e}", path.display()));
-            Err(LogError::io("fsync segment", path, e))
+            LogError::io("fsync segment", path, e)
         }
     }
+}
+
+/// Writes the recovery point `point` after an fsync made every segment before it durable — unless a truncation
+/// happened since `generation` was read (it wrote its own) or a later fsync already wrote a newer point.
+fn advance_recovery_point(inner: &LogInner, generation: u64, point: u64) {
+    let mut written = inner.recovery_point.lock();
+    if inner.generation.load(Ordering::Acquire) != generation || *written >= point {
+        return;
+    }
+    match checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, point) {
+        Ok(()) => *written = point,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not write the recovery point; the next unclean open scans more")
+        }
+    }
+}
+
+/// Fsyncs the sealed segments still waiting (truncation and close, under the write lock, before they mark the
+/// log durable); returns the new recovery point, if any.
+fn settle_sealed(inner: &LogInner) -> Result<Option<u64>> {
+    inner.durability.settle().map_err(|e| sync_failed(inner, e))
 }
 
 /// Fsyncs everything written so far.
@@ -218,12 +254,12 @@ pub(crate) fn sync_written(inner: &LogInner) -> Result<()> {
     sync_to(inner, target)
 }
 
-/// Interval policy: fsync when due.
+/// Interval policy: fsync when due. Under every policy: fsync when a roll sealed a segment since the last fsync.
 pub(crate) fn sync_if_due(inner: &LogInner) -> Result<bool> {
-    if let SyncPolicy::Interval(d) = inner.config.sync
-        && inner.durability.since_last_sync() >= d
-        && inner.durability.synced() < inner.durability.written()
-    {
+    let due = matches!(inner.config.sync, SyncPolicy::Interval(d)
+        if inner.durability.since_last_sync() >= d
+            && inner.durability.synced() < inner.durability.written());
+    if due || inner.durability.has_sealed() {
         sync_written(inner)?;
         return Ok(true);
     }
@@ -236,7 +272,10 @@ fn after_append(inner: &LogInner, written: u64) -> Result<bool> {
         SyncPolicy::Never => Ok(false),
         SyncPolicy::Always => sync_to(inner, written).map(|()| true),
         SyncPolicy::Interval(d) => {
-            if inner.durability.since_last_sync() >= d {
+            // The owner's ticker runs this fsync off the append path (`Log::sync_if_due`; an fsync here stalls
+            // every publisher of the partition). An append runs it only when no ticker did for a whole extra
+            // interval (a late or missing ticker).
+            if inner.durability.since_last_sync() >= d.saturating_mul(2) {
                 sync_to(inner, written).map(|()| true)
             } else {
                 Ok(false)
@@ -298,10 +337,11 @@ fn create_segment(inner: &LogInner, base: u64) -> Result<ActiveSegment> {
     })
 }
 
-/// Seals the active segment (seal entries, index flush, fsync) and starts a new one at `new_base`.
+/// Seals the active segment (seal entries, index flush) and starts a new one at `new_base`. The sealed segment is
+/// fsynced by the next fsync of the log, not here (see the `durability` module): a roll does not wait for the disk.
 fn roll(inner: &LogInner, w: &mut Writer, new_base: u64) -> Result<()> {
     let new_active = create_segment(inner, new_base)?;
-    // Seal the old one: entries that make it self-describing, then flush and fsync everything.
+    // Seal the old one: entries that make it self-describing, then flush its indexes.
     {
         let a = &mut w.active;
         if let Some((last_rel, last_pos)) = a.last_record {
@@ -318,25 +358,14 @@ fn roll(inner: &LogInner, w: &mut Writer, new_base: u64) -> Result<()> {
         return Err(e);
     }
     let old = &w.active;
-    for (f, p) in [
-        (&old.index_file, &old.seg.paths.index),
-        (&old.time_file, &old.seg.paths.time),
-    ] {
-        if let Err(e) = f.sync_data() {
-            tracing::warn!(path = %p.display(), error = %e, "index fsync failed on roll");
-            w.index_dirty = true;
-        }
-    }
-    let old = &w.active;
-    inner.durability.fsyncs.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = old.seg.file.sync_data() {
-        let path = old.seg.paths.log.clone();
-        inner.set_failed(format!("fsync of {} failed on roll: {e}", path.display()));
-        let _ = std::fs::remove_file(&new_active.seg.paths.log);
-        let _ = std::fs::remove_file(&new_active.seg.paths.index);
-        let _ = std::fs::remove_file(&new_active.seg.paths.time);
-        return Err(LogError::io("fsync segment", path, e));
-    }
+    let sealed = SealedSegment {
+        log: (old.seg.file.clone(), old.seg.paths.log.clone()),
+        indexes: [
+            (old.index_file.clone(), old.seg.paths.index.clone()),
+            (old.time_file.clone(), old.seg.paths.time.clone()),
+        ],
+        next_base: new_base,
+    };
     let new_seg = new_active.seg.clone();
     w.active = new_active;
     {
@@ -345,17 +374,15 @@ fn roll(inner: &LogInner, w: &mut Writer, new_base: u64) -> Result<()> {
         list.push(new_seg.clone());
         *segs = Arc::new(list);
     }
-    inner.durability.mark_synced(w.written);
-    inner.durability.set_target(SyncTarget {
-        file: new_seg.file.clone(),
-        path: new_seg.paths.log.clone(),
-        written: w.written,
-    });
+    inner.durability.seal(
+        sealed,
+        SyncTarget {
+            file: new_seg.file.clone(),
+            path: new_seg.paths.log.clone(),
+            written: w.written,
+        },
+    );
     inner.counters.rolls.fetch_add(1, Ordering::Relaxed);
-    // Everything before the new segment is durable now.
-    if let Err(e) = checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, new_base) {
-        tracing::warn!(error = %e, "could not write the recovery point; the next unclean open scans more");
-    }
     tracing::debug!(dir = %inner.dir.display(), base = new_base, "rolled segment");
     Ok(())
 }
@@ -825,6 +852,10 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
         return Ok(());
     }
     flush_active_index(inner, w);
+    // Segments sealed by a roll are fsynced first: the log is marked durable below, and the recovery point
+    // written below must not count a segment that is not durable.
+    let mut recovery_point = inner.recovery_point.lock();
+    settle_sealed(inner)?;
     let snap = inner.snapshot();
     let Some(first) = snap.first() else {
         return Ok(());
@@ -921,6 +952,7 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
         written: w.written,
     });
     inner.durability.mark_synced(w.written);
+    let active_base = new_active.seg.base;
     w.active = new_active;
     inner.end_offset.store(offset, Ordering::Release);
     let hw = inner.high_watermark.load(Ordering::Acquire);
@@ -932,6 +964,12 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
     let mut cache = inner.epochs.read().clone();
     if cache.truncate_from_end(offset) {
         store_epochs(inner, cache)?;
+    }
+    // Every segment before the active one is durable (settled above); a recovery point beyond the cut would let
+    // an unclean open trust segments rolled after this truncation before their fsync.
+    match checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, active_base) {
+        Ok(()) => *recovery_point = active_base,
+        Err(e) => tracing::warn!(error = %e, "could not write the recovery point after truncation"),
     }
     inner.truncation_points.lock().push(offset);
     inner.generation.fetch_add(1, Ordering::AcqRel);
@@ -948,9 +986,14 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     }
     let w = &mut *guard;
     flush_active_index(inner, w);
+    let mut recovery_point = inner.recovery_point.lock();
+    settle_sealed(inner)?;
     let trimmed = trim_preallocation(&mut w.active);
     let a = &w.active;
-    let mut clean = trimmed.is_ok() && !w.index_dirty && !inner.failed.load(Ordering::Acquire);
+    let mut clean = trimmed.is_ok()
+        && !w.index_dirty
+        && !inner.durability.index_sync_failed()
+        && !inner.failed.load(Ordering::Acquire);
     for (f, p) in [
         (&a.index_file, &a.seg.paths.index),
         (&a.time_file, &a.seg.paths.time),
@@ -970,6 +1013,7 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     inner.durability.mark_synced(w.written);
     let end = inner.end_offset.load(Ordering::Acquire);
     checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, end)?;
+    *recovery_point = end;
     {
         let mut written = inner.checkpointed_hw.lock();
         let hw = inner.high_watermark.load(Ordering::Acquire);

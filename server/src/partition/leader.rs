@@ -170,6 +170,7 @@ pub async fn run(
     let mut last_activity = Instant::now();
     let mut pause_requested = false;
     let mut group_commit = GroupCommit::default();
+    let mut maintenance: Option<Maintenance> = None;
 
     loop {
         tokio::select! {
@@ -216,8 +217,11 @@ pub async fn run(
                     }
                 }
             }
+            () = maintained(&partition, &mut maintenance) => {}
             _ = tick.tick() => {
-                maintain(&partition, &mut last_clean).await;
+                if maintenance.is_none() {
+                    maintenance = Some(start_maintenance(&partition, &mut last_clean));
+                }
                 if !pause_requested && should_auto_pause(&partition, last_activity) {
                     pause_requested = true;
                     let metadata = metadata.clone();
@@ -235,6 +239,10 @@ pub async fn run(
                 }
             }
         }
+    }
+    // Stopping: the log work that runs finishes first (the log may be closed next).
+    if maintenance.is_some() {
+        maintained(&partition, &mut maintenance).await;
     }
     // Stopping: what was appended is committed once durable, so its publishers still get their acks.
     while !group_commit.waiting.is_empty() || group_commit.syncing.is_some() {
@@ -284,15 +292,20 @@ fn should_auto_pause(partition: &PartitionHandle, last_activity: Instant) -> boo
         && !(settings.auto_pause_disable_if_subscribers && partition.subscriber_count() > 0)
 }
 
-/// Periodic work: interval fsync, HW checkpoint, retention and compaction.
-async fn maintain(partition: &PartitionHandle, last_clean: &mut Instant) {
+/// The leader's periodic log work while it runs: started on the tick, finished beside the loop.
+type Maintenance = tokio::task::JoinHandle<Result<(), LogError>>;
+
+/// Starts the periodic work — interval fsync and the fsync of segments a roll sealed, HW checkpoint, retention
+/// and compaction — on a blocking thread. The leader keeps appending meanwhile: an fsync of a second's writes
+/// took tens of milliseconds here, and awaiting it stalled every publisher of the partition.
+fn start_maintenance(partition: &PartitionHandle, last_clean: &mut Instant) -> Maintenance {
     let log = partition.log().clone();
     let clean = last_clean.elapsed() >= partition.settings().cleaner_interval;
     if clean {
         *last_clean = Instant::now();
     }
     let compact = partition.settings().log.compact;
-    let result = tokio::task::spawn_blocking(move || -> Result<(), crate::commitlog::LogError> {
+    tokio::task::spawn_blocking(move || -> Result<(), LogError> {
         log.sync_if_due()?;
         log.checkpoint_high_watermark()?;
         if clean {
@@ -304,7 +317,15 @@ async fn maintain(partition: &PartitionHandle, last_clean: &mut Instant) {
         }
         Ok(())
     })
-    .await;
+}
+
+/// Waits for the running maintenance (pending forever when none runs) and reports how it ended.
+async fn maintained(partition: &PartitionHandle, maintenance: &mut Option<Maintenance>) {
+    let Some(handle) = maintenance.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = handle.await;
+    *maintenance = None;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
