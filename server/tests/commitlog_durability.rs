@@ -130,6 +130,60 @@ fn truncation_fsyncs_sealed_segments_and_moves_the_recovery_point_to_the_cut_seg
 }
 
 #[test]
+fn a_failed_fsync_of_a_sealed_segment_fails_the_log_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, faults, _) = open_faulty(dir.path(), small());
+    fill(&log, 0, 200, 10);
+    assert!(log.stats().rolls > 0);
+    let point_before = recovery_point(dir.path());
+    faults.fail_sync(true);
+    assert!(
+        log.sync_if_due().is_err(),
+        "the sealed segment's fsync failed"
+    );
+    assert!(log.is_failed());
+    // Healed, a later fsync may succeed, but it proves nothing about pages the kernel may have dropped: nothing
+    // is marked durable again, and the recovery point does not move past the failed segment.
+    faults.heal();
+    assert!(log.sync().is_err());
+    let s = log.stats();
+    assert!(s.synced_bytes < s.written_bytes);
+    assert!(
+        log.close().is_err(),
+        "close does not claim a clean, durable log"
+    );
+    assert_eq!(recovery_point(dir.path()), point_before);
+    assert!(!dir.path().join("clean-shutdown").exists());
+    drop(log);
+    let (log, report) = commitlog_util::open(dir.path(), small());
+    assert!(!report.clean_shutdown);
+    assert_eq!(offsets(&read_all(&log)), (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_segment_sealed_on_an_idle_log_is_fsynced_by_the_next_maintenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        sync: SyncPolicy::Always,
+        segment_max_age: Some(Duration::from_secs(60)),
+        ..small()
+    };
+    let (log, faults, _) = open_faulty(dir.path(), cfg);
+    fill(&log, 0, 5, 5);
+    let s = log.stats();
+    assert_eq!(
+        s.synced_bytes, s.written_bytes,
+        "everything written is durable"
+    );
+    // An age roll with nothing new to sync: the sealed segment still gets its fsync and the recovery point.
+    let before = faults.syncs();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    assert!(log.maintain(later).unwrap().rolled);
+    assert!(faults.syncs() > before);
+    assert_eq!(recovery_point(dir.path()), Some(5));
+}
+
+#[test]
 fn sync_interval_fsyncs_when_due_and_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig {

@@ -59,6 +59,10 @@ struct SyncState {
     syncing: bool,
     /// When the last successful fsync finished.
     last_sync: Instant,
+    /// An fsync failed: nothing is ever marked durable again (after a failed fsync Linux may have dropped the
+    /// dirty pages, so a later fsync that succeeds proves nothing). Set before `syncing` is cleared, so no
+    /// waiter can become the next syncer in between.
+    poisoned: bool,
 }
 
 /// Shared group-commit state of a log.
@@ -75,7 +79,7 @@ pub(crate) struct Durability {
     /// An index file of a sealed segment failed its fsync (the log still works; a close is then not clean, so
     /// the next open checks the indexes).
     index_sync_failed: AtomicBool,
-    /// Number of fsyncs of segment data issued (group commit, rolls, truncation, close).
+    /// Number of fsyncs of segment data issued (group commit, sealed segments, truncation, close).
     pub fsyncs: AtomicU64,
 }
 
@@ -108,6 +112,7 @@ impl Durability {
                 synced: target.written,
                 syncing: false,
                 last_sync: Instant::now(),
+                poisoned: false,
             }),
             cond: Condvar::new(),
             written: AtomicU64::new(target.written),
@@ -163,7 +168,7 @@ impl Durability {
         self.state.lock().synced
     }
 
-    /// Marks everything up to `written` durable (after the writer fsynced it itself, e.g. on roll).
+    /// Marks everything up to `written` durable (after the writer fsynced it itself: truncation, close).
     pub fn mark_synced(&self, written: u64) {
         let mut st = self.state.lock();
         if written > st.synced {
@@ -186,10 +191,19 @@ impl Durability {
         target: u64,
         is_failed: impl Fn() -> bool,
     ) -> Result<SyncOutcome, SyncError> {
+        // Sealed segments this call fsynced, over every round: the recovery point it may move to.
+        let mut sealed_to: Option<u64> = None;
         loop {
             let mut st = self.state.lock();
-            if st.synced >= target {
-                return Ok(SyncOutcome::Covered);
+            if st.poisoned {
+                return Err(SyncError::Failed);
+            }
+            // Covered only once no sealed segment waits either (an idle log still gets them fsynced).
+            if st.synced >= target && self.files.lock().sealed.is_empty() {
+                return Ok(match sealed_to {
+                    Some(_) => SyncOutcome::Synced { sealed_to },
+                    None => SyncOutcome::Covered,
+                });
             }
             if is_failed() {
                 return Err(SyncError::Failed);
@@ -205,29 +219,30 @@ impl Durability {
                 let mut files = self.files.lock();
                 (std::mem::take(&mut files.sealed), files.active.clone())
             };
-            let sealed_to = self.sync_sealed(&sealed);
-            let res = sealed_to.and_then(|sealed_to| {
+            let res = self.sync_sealed(&sealed).and_then(|round| {
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 active
                     .file
                     .sync_data()
-                    .map(|()| sealed_to)
+                    .map(|()| round)
                     .map_err(|e| (active.path, e))
             });
             let mut st = self.state.lock();
-            st.syncing = false;
-            if res.is_ok() {
-                if written > st.synced {
-                    st.synced = written;
+            match &res {
+                Ok(round) => {
+                    if written > st.synced {
+                        st.synced = written;
+                    }
+                    st.last_sync = Instant::now();
+                    sealed_to = sealed_to.max(*round);
                 }
-                st.last_sync = Instant::now();
+                Err(_) => st.poisoned = true,
             }
+            st.syncing = false;
             drop(st);
             self.cond.notify_all();
-            match res {
-                Ok(sealed_to) if written >= target => return Ok(SyncOutcome::Synced { sealed_to }),
-                Ok(_) => continue,
-                Err((path, e)) => return Err(SyncError::Io(path, e)),
+            if let Err((path, e)) = res {
+                return Err(SyncError::Io(path, e));
             }
         }
     }
@@ -240,11 +255,17 @@ impl Durability {
         while st.syncing {
             self.cond.wait(&mut st);
         }
+        if st.poisoned {
+            return Err(SyncError::Failed);
+        }
         st.syncing = true;
         drop(st);
         let sealed = std::mem::take(&mut self.files.lock().sealed);
         let res = self.sync_sealed(&sealed);
-        self.state.lock().syncing = false;
+        let mut st = self.state.lock();
+        st.poisoned |= res.is_err();
+        st.syncing = false;
+        drop(st);
         self.cond.notify_all();
         res.map_err(|(path, e)| SyncError::Io(path, e))
     }

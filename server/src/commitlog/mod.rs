@@ -115,7 +115,7 @@ pub struct LogStats {
     pub records: u64,
     /// Bytes appended to segments.
     pub bytes: u64,
-    /// Fsyncs of segment data (group commits, rolls, truncations, close).
+    /// Fsyncs of segment data (group commits, segments sealed by rolls, truncations, close).
     pub fsyncs: u64,
     /// Bytes written since open that are known durable.
     pub synced_bytes: u64,

@@ -9,7 +9,7 @@
 //!    - after a clean close (`clean-shutdown` present): only the tail of the last segment, from its last
 //!      index entry;
 //!    - after an unclean stop: every segment from the one containing the recovery point
-//!      (`recovery-point-checkpoint`, advanced when a segment is rolled and fsynced) to the end, or every
+//!      (`recovery-point-checkpoint`, advanced once segments sealed by a roll were fsynced) to the end, or every
 //!      segment when the recovery point is unknown;
 //!    - with [`RecoveryScan::Full`]: all of them.
 //!

@@ -865,6 +865,16 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
     } else {
         snap.partition_point(|s| s.base <= offset)
     };
+    // The recovery point goes back to the segment being cut before anything changes (everything before it is
+    // durable: settled above). Left beyond the cut, it would let an unclean open trust segments rolled after
+    // this truncation before their fsync; if it cannot be written, nothing is truncated.
+    let cut_base = if keep == 0 {
+        offset
+    } else {
+        snap[keep - 1].base
+    };
+    checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, cut_base)?;
+    *recovery_point = cut_base;
     // Remove later segments from the list first (newest first on disk), so a crash leaves a prefix.
     {
         let mut segs = inner.segments.write();
@@ -952,7 +962,6 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
         written: w.written,
     });
     inner.durability.mark_synced(w.written);
-    let active_base = new_active.seg.base;
     w.active = new_active;
     inner.end_offset.store(offset, Ordering::Release);
     let hw = inner.high_watermark.load(Ordering::Acquire);
@@ -964,12 +973,6 @@ pub(crate) fn truncate(inner: &LogInner, offset: u64) -> Result<()> {
     let mut cache = inner.epochs.read().clone();
     if cache.truncate_from_end(offset) {
         store_epochs(inner, cache)?;
-    }
-    // Every segment before the active one is durable (settled above); a recovery point beyond the cut would let
-    // an unclean open trust segments rolled after this truncation before their fsync.
-    match checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, active_base) {
-        Ok(()) => *recovery_point = active_base,
-        Err(e) => tracing::warn!(error = %e, "could not write the recovery point after truncation"),
     }
     inner.truncation_points.lock().push(offset);
     inner.generation.fetch_add(1, Ordering::AcqRel);

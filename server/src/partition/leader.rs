@@ -184,10 +184,33 @@ pub async fn run(
                 if let Err(e) = committed {
                     tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
                         "fsync failed; the partition stops until it is restarted");
+                    finish_maintenance(&partition, &mut maintenance).await;
                     partition.mark_closed(CloseReason::Failed);
                     return;
                 }
                 group_commit.start(&partition);
+            }
+            // Before the subscription: under a steady load it is always ready, and `biased` would starve these.
+            () = maintained(&partition, &mut maintenance) => {}
+            _ = tick.tick() => {
+                if maintenance.is_none() {
+                    maintenance = Some(start_maintenance(&partition, &mut last_clean));
+                }
+                if !pause_requested && should_auto_pause(&partition, last_activity) {
+                    pause_requested = true;
+                    let metadata = metadata.clone();
+                    let op = Op::PauseStream {
+                        name: partition.stream().to_string(),
+                        partitions: vec![partition.id()],
+                        resume_all: false,
+                    };
+                    tracing::info!(stream = partition.stream(), partition = partition.id(), "auto-pausing idle partition");
+                    tokio::spawn(async move {
+                        if let Err(e) = metadata.propose(op).await {
+                            tracing::warn!(error = %e, "auto-pause failed");
+                        }
+                    });
+                }
             }
             first = subscription.next() => {
                 let Some(first) = first else {
@@ -212,38 +235,16 @@ pub async fn run(
                     Err(e) => {
                         tracing::error!(stream = partition.stream(), partition = partition.id(), error = %e,
                             "append failed; the partition stops until it is restarted");
+                        finish_maintenance(&partition, &mut maintenance).await;
                         partition.mark_closed(CloseReason::Failed);
                         return;
                     }
                 }
             }
-            () = maintained(&partition, &mut maintenance) => {}
-            _ = tick.tick() => {
-                if maintenance.is_none() {
-                    maintenance = Some(start_maintenance(&partition, &mut last_clean));
-                }
-                if !pause_requested && should_auto_pause(&partition, last_activity) {
-                    pause_requested = true;
-                    let metadata = metadata.clone();
-                    let op = Op::PauseStream {
-                        name: partition.stream().to_string(),
-                        partitions: vec![partition.id()],
-                        resume_all: false,
-                    };
-                    tracing::info!(stream = partition.stream(), partition = partition.id(), "auto-pausing idle partition");
-                    tokio::spawn(async move {
-                        if let Err(e) = metadata.propose(op).await {
-                            tracing::warn!(error = %e, "auto-pause failed");
-                        }
-                    });
-                }
-            }
         }
     }
     // Stopping: the log work that runs finishes first (the log may be closed next).
-    if maintenance.is_some() {
-        maintained(&partition, &mut maintenance).await;
-    }
+    finish_maintenance(&partition, &mut maintenance).await;
     // Stopping: what was appended is committed once durable, so its publishers still get their acks.
     while !group_commit.waiting.is_empty() || group_commit.syncing.is_some() {
         group_commit.start(&partition);
@@ -317,6 +318,13 @@ fn start_maintenance(partition: &PartitionHandle, last_clean: &mut Instant) -> M
         }
         Ok(())
     })
+}
+
+/// Waits for the running maintenance, if any, before the leader stops (the log may be closed next).
+async fn finish_maintenance(partition: &PartitionHandle, maintenance: &mut Option<Maintenance>) {
+    if maintenance.is_some() {
+        maintained(partition, maintenance).await;
+    }
 }
 
 /// Waits for the running maintenance (pending forever when none runs) and reports how it ended.
