@@ -114,8 +114,8 @@ fn truncation_fsyncs_sealed_segments_and_moves_the_recovery_point_to_the_cut_seg
     let cut = segs[1].base_offset + 2;
     log.truncate(cut).unwrap();
     assert!(
-        faults.syncs() > before,
-        "the sealed segments that stay were fsynced"
+        faults.syncs() - before >= segs.len() as u64,
+        "every sealed segment was fsynced (their data files), and the cut one"
     );
     assert_eq!(recovery_point(dir.path()), Some(segs[1].base_offset));
     assert_eq!(log.stats().synced_bytes, log.stats().written_bytes);
@@ -127,6 +127,21 @@ fn truncation_fsyncs_sealed_segments_and_moves_the_recovery_point_to_the_cut_seg
     assert!(!report.clean_shutdown);
     assert_eq!(report.segments - report.segments_scanned, 1, "{report:?}");
     assert_eq!(log.end_offset(), cut + 150);
+}
+
+#[test]
+fn truncation_moves_a_recovery_point_beyond_the_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open_faulty(dir.path(), small());
+    fill(&log, 0, 300, 10);
+    assert!(log.sync_if_due().unwrap());
+    let segs = log.segments();
+    assert_eq!(
+        recovery_point(dir.path()),
+        Some(segs.last().unwrap().base_offset)
+    );
+    log.truncate(segs[1].base_offset + 2).unwrap();
+    assert_eq!(recovery_point(dir.path()), Some(segs[1].base_offset));
 }
 
 #[test]

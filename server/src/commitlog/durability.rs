@@ -10,7 +10,7 @@
 //! append path): the segment joins a list of sealed segments waiting for their fsync ([`Durability::seal`]),
 //! and the next fsync of any kind — a group commit, the owner's ticker ([`Durability::has_sealed`] makes
 //! `sync_if_due` run under every policy), truncation, close — fsyncs them before the active file. Only then
-//! does the recovery point move past them (the caller writes it from [`SyncOutcome::Synced`]), as in Kafka,
+//! does the recovery point move past them (the caller writes it from what [`Durability::sync_to`] returns), as in Kafka,
 //! where a rolled segment is flushed in the background and the recovery point follows the flush.
 
 use std::path::PathBuf;
@@ -92,18 +92,6 @@ pub(crate) enum SyncError {
     Io(std::path::PathBuf, std::io::Error),
 }
 
-/// Outcome of [`Durability::sync_to`].
-pub(crate) enum SyncOutcome {
-    /// Already durable.
-    Covered,
-    /// This call ran the fsync.
-    Synced {
-        /// When it fsynced sealed segments too: the base offset after the newest of them (everything before it
-        /// is durable now; the new recovery point).
-        sealed_to: Option<u64>,
-    },
-}
-
 impl Durability {
     /// Starts with everything up to `written` durable.
     pub fn new(target: SyncTarget) -> Self {
@@ -179,18 +167,28 @@ impl Durability {
         self.cond.notify_all();
     }
 
+    /// When everything written is durable, counts now as the time of the last fsync (an idle log).
+    pub fn restart_interval_if_idle(&self) {
+        let mut st = self.state.lock();
+        if !st.poisoned && st.synced >= self.written.load(Ordering::Acquire) {
+            st.last_sync = Instant::now();
+        }
+    }
+
     /// Time since the last successful fsync.
     pub fn since_last_sync(&self) -> std::time::Duration {
         self.state.lock().last_sync.elapsed()
     }
 
-    /// Waits until every byte up to `target` is durable, running the fsync if nobody else is.
-    /// `is_failed` is consulted while waiting so that waiters give up once the log failed.
+    /// Waits until every byte up to `target` is durable and no sealed segment waits for its fsync, running the
+    /// fsync if nobody else is. `is_failed` is consulted while waiting so that waiters give up once the log
+    /// failed. Returns the base offset after the newest sealed segment this call fsynced, if it fsynced any: the
+    /// new recovery point.
     pub fn sync_to(
         &self,
         target: u64,
         is_failed: impl Fn() -> bool,
-    ) -> Result<SyncOutcome, SyncError> {
+    ) -> Result<Option<u64>, SyncError> {
         // Sealed segments this call fsynced, over every round: the recovery point it may move to.
         let mut sealed_to: Option<u64> = None;
         loop {
@@ -200,10 +198,7 @@ impl Durability {
             }
             // Covered only once no sealed segment waits either (an idle log still gets them fsynced).
             if st.synced >= target && self.files.lock().sealed.is_empty() {
-                return Ok(match sealed_to {
-                    Some(_) => SyncOutcome::Synced { sealed_to },
-                    None => SyncOutcome::Covered,
-                });
+                return Ok(sealed_to);
             }
             if is_failed() {
                 return Err(SyncError::Failed);

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_FILE, RECOVERY_POINT_FILE};
 use super::config::SyncPolicy;
-use super::durability::{SealedSegment, SyncError, SyncOutcome, SyncTarget};
+use super::durability::{SealedSegment, SyncError, SyncTarget};
 use super::error::{LogError, Result};
 use super::file::{LogFile, OpenMode, sync_dir};
 use super::index::{
@@ -203,13 +203,11 @@ fn sync_to(inner: &LogInner, target: u64) -> Result<()> {
         .durability
         .sync_to(target, || inner.failed.load(Ordering::Acquire))
     {
-        Ok(SyncOutcome::Synced {
-            sealed_to: Some(point),
-        }) => {
+        Ok(Some(point)) => {
             advance_recovery_point(inner, generation, point);
             Ok(())
         }
-        Ok(_) => Ok(()),
+        Ok(None) => Ok(()),
         Err(e) => Err(sync_failed(inner, e)),
     }
 }
@@ -228,10 +226,14 @@ fn sync_failed(inner: &LogInner, e: SyncError) -> LogError {
 }
 
 /// Writes the recovery point `point` after an fsync made every segment before it durable — unless a truncation
-/// happened since `generation` was read (it wrote its own) or a later fsync already wrote a newer point.
+/// happened since `generation` was read (it wrote its own), a later fsync already wrote a newer point, or an
+/// index file of a sealed segment failed its fsync (an unclean open then checks those indexes by scanning).
 fn advance_recovery_point(inner: &LogInner, generation: u64, point: u64) {
     let mut written = inner.recovery_point.lock();
-    if inner.generation.load(Ordering::Acquire) != generation || *written >= point {
+    if inner.generation.load(Ordering::Acquire) != generation
+        || *written >= point
+        || inner.durability.index_sync_failed()
+    {
         return;
     }
     match checkpoint::write_value(&inner.dir, RECOVERY_POINT_FILE, point) {
@@ -256,12 +258,18 @@ pub(crate) fn sync_written(inner: &LogInner) -> Result<()> {
 
 /// Interval policy: fsync when due. Under every policy: fsync when a roll sealed a segment since the last fsync.
 pub(crate) fn sync_if_due(inner: &LogInner) -> Result<bool> {
-    let due = matches!(inner.config.sync, SyncPolicy::Interval(d)
-        if inner.durability.since_last_sync() >= d
-            && inner.durability.synced() < inner.durability.written());
-    if due || inner.durability.has_sealed() {
+    let elapsed = matches!(inner.config.sync, SyncPolicy::Interval(d)
+        if inner.durability.since_last_sync() >= d);
+    if (elapsed && inner.durability.synced() < inner.durability.written())
+        || inner.durability.has_sealed()
+    {
         sync_written(inner)?;
         return Ok(true);
+    }
+    if elapsed {
+        // Idle: everything written is durable as of now, so the interval restarts here (otherwise the first
+        // append after a quiet spell would find it long elapsed and fsync on the append path).
+        inner.durability.restart_interval_if_idle();
     }
     Ok(false)
 }
@@ -990,7 +998,12 @@ pub(crate) fn close(inner: &LogInner) -> Result<()> {
     let w = &mut *guard;
     flush_active_index(inner, w);
     let mut recovery_point = inner.recovery_point.lock();
-    settle_sealed(inner)?;
+    if let Err(e) = settle_sealed(inner) {
+        // Closed all the same (readers and maintenance see it), but neither durable nor clean.
+        inner.closed.store(true, Ordering::Release);
+        inner.publish_position();
+        return Err(e);
+    }
     let trimmed = trim_preallocation(&mut w.active);
     let a = &w.active;
     let mut clean = trimmed.is_ok()

@@ -44,6 +44,7 @@ pub async fn run(
     let mut truncated = log.latest_leader_epoch().is_none();
     let mut last_checkpoint = Instant::now();
     let mut failures = 0u32;
+    let mut housekeeping: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -109,14 +110,18 @@ pub async fn run(
                 }
             },
         };
-        if last_checkpoint.elapsed() >= Duration::from_secs(1) {
+        // The interval fsync (and that of segments a roll sealed) and the HW checkpoint run on a blocking thread
+        // beside the fetches: awaiting an fsync of a second's writes here held back the next fetch, and with
+        // it the ISR's acks (AckPolicy ALL) and the high watermark.
+        if last_checkpoint.elapsed() >= Duration::from_secs(1)
+            && housekeeping.as_ref().is_none_or(|h| h.is_finished())
+        {
             last_checkpoint = Instant::now();
             let log = log.clone();
-            let _ = tokio::task::spawn_blocking(move || {
+            housekeeping = Some(tokio::task::spawn_blocking(move || {
                 let _ = log.sync_if_due();
                 let _ = log.checkpoint_high_watermark();
-            })
-            .await;
+            }));
         }
         match problem {
             None => failures = 0,
@@ -137,5 +142,9 @@ pub async fn run(
                 }
             }
         }
+    }
+    // The log may be closed next: let the running fsync finish first.
+    if let Some(handle) = housekeeping {
+        let _ = handle.await;
     }
 }
