@@ -112,20 +112,26 @@ impl GroupCommit {
     }
 }
 
+/// Waits for the blocking task in `slot` (pending forever when none runs), then empties the slot. Cancel-safe:
+/// the handle stays in the slot until the task has finished.
+async fn joined<T>(
+    slot: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    let Some(handle) = slot.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = handle.await;
+    *slot = None;
+    result
+}
+
 /// Waits for the running fsync of `commit` (pending forever when none runs).
 async fn synced(commit: &mut GroupCommit) -> Result<u64, LogError> {
-    match commit.syncing.as_mut() {
-        Some(handle) => {
-            let result = handle.await.unwrap_or_else(|e| {
-                Err(LogError::Failed {
-                    reason: e.to_string(),
-                })
-            });
-            commit.syncing = None;
-            result
-        }
-        None => std::future::pending().await,
-    }
+    joined(&mut commit.syncing).await.unwrap_or_else(|e| {
+        Err(LogError::Failed {
+            reason: e.to_string(),
+        })
+    })
 }
 
 /// Commits what an fsync up to `mark` made durable: moves the high watermark, then releases the acks.
@@ -329,12 +335,7 @@ async fn finish_maintenance(partition: &PartitionHandle, maintenance: &mut Optio
 
 /// Waits for the running maintenance (pending forever when none runs) and reports how it ended.
 async fn maintained(partition: &PartitionHandle, maintenance: &mut Option<Maintenance>) {
-    let Some(handle) = maintenance.as_mut() else {
-        return std::future::pending().await;
-    };
-    let result = handle.await;
-    *maintenance = None;
-    match result {
+    match joined(maintenance).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(stream = partition.stream(), partition = partition.id(), error = %e, "log maintenance failed")
